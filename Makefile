@@ -1,0 +1,30 @@
+# The two commands of the README: `make test` and `make bench`. Both set up .venv on first use
+# (torch, numpy, ninja, pybind11, pytest, triton, and this package built against that torch).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch
+NATIVE_SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
+
+.PHONY: test bench install clean
+
+$(VENV)/.deps:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" numpy ninja pybind11 pytest triton
+	touch $@
+
+$(VENV)/.built: $(VENV)/.deps $(NATIVE_SOURCES)
+	$(PY) -m pip install --no-build-isolation --no-deps -e .
+	touch $@
+
+install: $(VENV)/.built
+
+test: install
+	$(PY) -m pytest
+
+bench: install
+	$(PY) -m benchmarks.bench_dsa
+
+clean:
+	rm -rf build *.egg-info dsa_ops/_C*.so

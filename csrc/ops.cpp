@@ -1,0 +1,150 @@
+#include "ops.h"
+
+#include "checks.h"
+#include "generator.h"
+#include "layout.h"
+
+namespace dsa_ops {
+
+namespace {
+
+at::Tensor in_accumulate_dtype(const at::Tensor& t, const at::Tensor& x) {
+  return t.to(accumulate_dtype(x.scalar_type())).contiguous();
+}
+
+void check_parameter(const at::Tensor& p, const at::Tensor& x, at::IntArrayRef shape, const char* name) {
+  TORCH_CHECK_VALUE(p.sizes() == shape, name, " must have shape ", shape, ", got ", p.sizes());
+  TORCH_CHECK(p.device() == x.device(), name, " must be on x's device (", x.device(), "), got ", p.device());
+  const auto acc = accumulate_dtype(x.scalar_type());
+  TORCH_CHECK_VALUE(p.scalar_type() == x.scalar_type() || p.scalar_type() == acc, name, " must be ",
+                    x.scalar_type(), " or ", acc, " for a ", x.scalar_type(), " input, got ", p.scalar_type());
+}
+
+// Validates the generator's tensors against x and U and returns them in the accumulation dtype.
+GeneratorParams generator_params(const at::Tensor& x, int64_t num_segments, const at::Tensor& first_weight,
+                                 const at::Tensor& bn_weight, const at::Tensor& bn_bias,
+                                 const at::Tensor& second_weight) {
+  TORCH_CHECK_VALUE(first_weight.dim() == 2 && first_weight.size(1) == num_segments,
+                    "first_weight (generate.0.weight) must have shape (alpha*U, U=", num_segments, "), got ",
+                    first_weight.sizes());
+  const int64_t hidden = first_weight.size(0);
+  check_parameter(first_weight, x, {hidden, num_segments}, "first_weight (generate.0.weight)");
+  check_parameter(bn_weight, x, {hidden}, "bn_weight (generate.1.weight)");
+  check_parameter(bn_bias, x, {hidden}, "bn_bias (generate.1.bias)");
+  TORCH_CHECK_VALUE(second_weight.dim() == 2, "second_weight (generate.3.weight) must be 2D (K, alpha*U), got ",
+                    second_weight.dim(), "D");
+  check_kernel_size(second_weight.size(0));
+  check_parameter(second_weight, x, {second_weight.size(0), hidden}, "second_weight (generate.3.weight)");
+  return {in_accumulate_dtype(first_weight, x), in_accumulate_dtype(bn_weight, x),
+          in_accumulate_dtype(bn_bias, x), in_accumulate_dtype(second_weight, x)};
+}
+
+}  // namespace
+
+at::Tensor segment_pool(const SegmentKernels& kernels, const at::Tensor& x, int64_t num_segments,
+                        int64_t channels) {
+  check_input(x, num_segments);
+  check_channels(x, channels);
+  return kernels.pool(readable_input(x), num_segments, channels);
+}
+
+at::Tensor segment_pool_backward(const SegmentKernels& kernels, const at::Tensor& grad_pooled,
+                                 const at::Tensor& x, int64_t num_segments) {
+  check_input(x, num_segments);
+  check_pooled(grad_pooled, x, num_segments, "grad_pooled");
+  return kernels.pool_backward(in_accumulate_dtype(grad_pooled, x), readable_input(x), num_segments);
+}
+
+at::Tensor aggregate(const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& weight,
+                     int64_t num_segments, bool identity) {
+  check_input(x, num_segments);
+  check_aggregate_weight(weight, x, num_segments);
+  return kernels.aggregate(readable_input(x), in_accumulate_dtype(weight, x), num_segments, identity);
+}
+
+at::Tensor aggregate_grad_input(const SegmentKernels& kernels, const at::Tensor& grad_y,
+                                const at::Tensor& weight, const std::optional<at::Tensor>& grad_pooled,
+                                int64_t num_segments, bool identity) {
+  check_input(grad_y, num_segments);
+  check_aggregate_weight(weight, grad_y, num_segments);
+  std::optional<at::Tensor> pooled;
+  if (grad_pooled) {
+    check_pooled(*grad_pooled, grad_y, num_segments, "grad_pooled");
+    TORCH_CHECK_VALUE(grad_pooled->size(1) == weight.size(1), "grad_pooled.size(1) must equal weight.size(1) = ",
+                      weight.size(1), ", got ", grad_pooled->size(1));
+    pooled = in_accumulate_dtype(*grad_pooled, grad_y);
+  }
+  return kernels.grad_input(readable_input(grad_y), in_accumulate_dtype(weight, grad_y), pooled, num_segments,
+                            identity);
+}
+
+at::Tensor aggregate_grad_weight(const SegmentKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x,
+                                 int64_t num_segments, int64_t channels, int64_t kernel_size) {
+  check_input(x, num_segments);
+  check_same_shape(grad_y, x, "grad_y");
+  check_channels(x, channels);
+  check_kernel_size(kernel_size);
+  return kernels.grad_weight(readable_input(grad_y), readable_input(x), num_segments, channels, kernel_size);
+}
+
+// Memory plan (forward): pool reads the C' processed channels of x; aggregate reads x once (C'
+// channels aggregated, the rest copied) and writes y once. The generator works on (N*C', U) values.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
+    const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
+    const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
+    const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments, int64_t channels,
+    bool training, double eps, bool identity) {
+  check_input(x, num_segments);
+  check_channels(x, channels);
+  const auto params = generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
+  const int64_t hidden_size = first_weight.size(0);
+  check_parameter(running_mean, x, {hidden_size}, "running_mean (generate.1.running_mean)");
+  check_parameter(running_var, x, {hidden_size}, "running_var (generate.1.running_var)");
+
+  const auto input = readable_input(x);
+  const int64_t videos = x.size(0) / num_segments;
+  const int64_t kernel_size = second_weight.size(0);
+  auto pooled = kernels.pool(input, num_segments, channels);
+  auto rows = pooled.view({videos * channels, num_segments});
+  auto hidden = generator_hidden(rows, params);
+  at::Tensor mean, var;
+  if (training) {
+    std::tie(mean, var) = batch_statistics(hidden);
+  } else {
+    mean = in_accumulate_dtype(running_mean, x).clone();
+    var = in_accumulate_dtype(running_var, x).clone();
+  }
+  auto state = generator_forward(rows, hidden, params, mean, var, eps);
+  auto y = kernels.aggregate(input, state.kernel.view({videos, channels, kernel_size}), num_segments, identity);
+  return {y, pooled, mean, var};
+}
+
+// Memory plan (backward): grad_weight reads the C' channels of grad_y and x once; grad_input reads
+// grad_y once and writes grad_x once, adding the pooled gradient (dp / S) in the same pass.
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backward(
+    const SegmentKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& pooled,
+    const at::Tensor& mean, const at::Tensor& var, const at::Tensor& first_weight, const at::Tensor& bn_weight,
+    const at::Tensor& bn_bias, const at::Tensor& second_weight, int64_t num_segments, bool training,
+    double eps, bool identity) {
+  check_input(x, num_segments);
+  check_same_shape(grad_y, x, "grad_y");
+  check_pooled(pooled, x, num_segments, "pooled");
+  const auto params = generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
+
+  const int64_t videos = x.size(0) / num_segments;
+  const int64_t channels = pooled.size(1);
+  const int64_t kernel_size = second_weight.size(0);
+  auto rows = in_accumulate_dtype(pooled, x).view({videos * channels, num_segments});
+  auto state = generator_forward(rows, generator_hidden(rows, params), params, in_accumulate_dtype(mean, x),
+                                 in_accumulate_dtype(var, x), eps);
+
+  const auto dy = readable_input(grad_y);
+  auto grad_kernel = kernels.grad_weight(dy, readable_input(x), num_segments, channels, kernel_size);
+  auto grads = generator_backward(state, params, grad_kernel.view({videos * channels, kernel_size}), training);
+  auto grad_x = kernels.grad_input(dy, state.kernel.view({videos, channels, kernel_size}),
+                                   grads.pooled.view({videos, channels, num_segments}), num_segments, identity);
+  return {grad_x, grads.first_weight.to(first_weight.scalar_type()), grads.bn_weight.to(bn_weight.scalar_type()),
+          grads.bn_bias.to(bn_bias.scalar_type()), grads.second_weight.to(second_weight.scalar_type())};
+}
+
+}  // namespace dsa_ops

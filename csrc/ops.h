@@ -1,0 +1,60 @@
+#pragma once
+// The dsa_ops operators, written once against a table of device kernels. Each backend (csrc/cpu,
+// later csrc/cuda) fills a SegmentKernels table and registers these functions for its dispatch key.
+// The ops validate their arguments, bring inputs into a readable layout and call the kernels; the
+// kernels see validated (rows, C, S) planes.
+#include <ATen/ATen.h>
+
+#include <optional>
+#include <tuple>
+
+namespace dsa_ops {
+
+struct SegmentKernels {
+  // (N, C', U) means over S of the first C' channels, accumulation dtype.
+  at::Tensor (*pool)(const at::Tensor& x, int64_t num_segments, int64_t channels);
+  // x-shaped: grad_pooled / S on the first C' channels, zero elsewhere; x's dtype.
+  at::Tensor (*pool_backward)(const at::Tensor& grad_pooled, const at::Tensor& x, int64_t num_segments);
+  // x-shaped: the first C' channels aggregated along U with weight (N, C', K) in the accumulation
+  // dtype (+ x when identity), the others copied.
+  at::Tensor (*aggregate)(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity);
+  // x-shaped: the transpose of aggregate applied to grad_y, plus grad_pooled / S when given.
+  at::Tensor (*grad_input)(const at::Tensor& grad_y, const at::Tensor& weight,
+                           const std::optional<at::Tensor>& grad_pooled, int64_t num_segments, bool identity);
+  // (N, C', K): sum over U and S of grad_y[u] * x[u + k - P], accumulation dtype.
+  at::Tensor (*grad_weight)(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments,
+                            int64_t channels, int64_t kernel_size);
+};
+
+at::Tensor segment_pool(const SegmentKernels& kernels, const at::Tensor& x, int64_t num_segments,
+                        int64_t channels);
+
+at::Tensor segment_pool_backward(const SegmentKernels& kernels, const at::Tensor& grad_pooled,
+                                 const at::Tensor& x, int64_t num_segments);
+
+at::Tensor aggregate(const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& weight,
+                     int64_t num_segments, bool identity);
+
+at::Tensor aggregate_grad_input(const SegmentKernels& kernels, const at::Tensor& grad_y,
+                                const at::Tensor& weight, const std::optional<at::Tensor>& grad_pooled,
+                                int64_t num_segments, bool identity);
+
+at::Tensor aggregate_grad_weight(const SegmentKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x,
+                                 int64_t num_segments, int64_t channels, int64_t kernel_size);
+
+// The whole module, forward: returns (y, pooled, mean, var) where mean/var are the statistics the
+// generator's BatchNorm normalised with (the batch's, biased, in training; the running ones in eval).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
+    const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
+    const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
+    const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments, int64_t channels,
+    bool training, double eps, bool identity);
+
+// The whole module, backward: (grad_x, grad_first_weight, grad_bn_weight, grad_bn_bias, grad_second_weight).
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backward(
+    const SegmentKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& pooled,
+    const at::Tensor& mean, const at::Tensor& var, const at::Tensor& first_weight, const at::Tensor& bn_weight,
+    const at::Tensor& bn_bias, const at::Tensor& second_weight, int64_t num_segments, bool training,
+    double eps, bool identity);
+
+}  // namespace dsa_ops

@@ -1,0 +1,102 @@
+"""DSAConv: a drop-in for the paper's DSA module running on the fused ops."""
+import torch
+from torch import nn
+
+from . import ops, reference
+from ._validation import check_channels, check_input, check_kernel_size, check_parameter
+
+INSERT_PLACES = ("res", "res_1", "res_2", "res_3", "res_4", "bottom")
+
+
+class DSAConv(nn.Module):
+    """Dynamic Segment Aggregation (DSANet, ACM MM 2021).
+
+    Accepts the keywords of the paper's released module and has its attributes (U_segment,
+    num_shift_channel, split_sizes) and state_dict keys (generate.0.weight, generate.1.*,
+    generate.3.weight), so its checkpoints load unchanged. Input: (N*U, C, T, H, W) or (N*U, C, H, W).
+
+    backend: "auto" (the compiled kernel for the input's device, else the next usable backend with a
+    one-time warning; $DSA_OPS_BACKEND overrides), or "cpu", "cuda", "triton", "reference".
+    """
+
+    def __init__(self, in_channels, insert_place="res_2", U_segment=4, kernel_size=3, stride=1, padding=1,
+                 alpha=2, split_ratio=1 / 8, with_identity=False, backend="auto"):
+        super().__init__()
+        if not isinstance(in_channels, int) or in_channels < 1:
+            raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
+        if not isinstance(U_segment, int) or U_segment < 1:
+            raise ValueError(f"U_segment must be an int >= 1, got {U_segment!r}")
+        check_kernel_size(kernel_size, "kernel_size")
+        if stride != 1:
+            raise ValueError(f"stride must be 1 (the output keeps U={U_segment} segments), got {stride!r}")
+        if padding != (kernel_size - 1) // 2:
+            raise ValueError(f"padding must be (kernel_size - 1) / 2 = {(kernel_size - 1) // 2} for "
+                             f"kernel_size={kernel_size} (the output keeps U segments), got {padding!r}")
+        if not isinstance(alpha, int) or alpha < 1:
+            raise ValueError(f"alpha must be an int >= 1, got {alpha!r}")
+        if not 0 < split_ratio <= 1:
+            raise ValueError(f"split_ratio must be in (0, 1], got {split_ratio!r}")
+        num_shift_channel = int(in_channels * split_ratio)
+        if num_shift_channel < 1:
+            raise ValueError(f"split_ratio must leave at least one processed channel: int(in_channels * split_ratio)"
+                             f" = int({in_channels} * {split_ratio}) = 0; use split_ratio >= {1 / in_channels:.4g}")
+        if backend not in ops.BACKENDS:
+            raise ValueError(f"backend must be one of {ops.BACKENDS}, got {backend!r}")
+        self.in_channels = in_channels
+        self.insert_place = insert_place
+        self.U_segment = U_segment
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.alpha = alpha
+        self.split_ratio = split_ratio
+        self.with_identity = with_identity
+        self.backend = backend
+        self.num_shift_channel = num_shift_channel
+        self.split_sizes = [num_shift_channel, in_channels - num_shift_channel]
+        self.generate = reference.make_generator(U_segment, kernel_size, alpha)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, U_segment={self.U_segment}, kernel_size={self.kernel_size}, "
+                f"alpha={self.alpha}, num_shift_channel={self.num_shift_channel}, "
+                f"with_identity={self.with_identity}, backend={self.backend!r}")
+
+    def _check(self, x):
+        check_input(x, self.U_segment)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"x.size(1) must equal in_channels={self.in_channels}, got {x.shape[1]}")
+        check_channels(x, self.num_shift_channel)
+        rows = x.shape[0] // self.U_segment * self.num_shift_channel
+        if self.training and rows < 2:
+            raise ValueError(f"training needs more than one (video, channel) row for the generator's BatchNorm, "
+                             f"got N*C' = {rows}; use more videos, or eval mode")
+        names = ("generate.0.weight", "generate.1.weight", "generate.1.bias", "generate.1.running_mean",
+                 "generate.1.running_var", "generate.3.weight")
+        for name, tensor in zip(names, self._generator_tensors()):
+            check_parameter(tensor, x, name)
+
+    def _generator_tensors(self):
+        bn = self.generate[1]
+        return (self.generate[0].weight, bn.weight, bn.bias, bn.running_mean, bn.running_var,
+                self.generate[3].weight)
+
+    def forward(self, x):
+        self._check(x)
+        bn = self.generate[1]
+        y, mean, var = ops.dsa_module(x, *self._generator_tensors(), self.U_segment, self.num_shift_channel,
+                                      self.training, bn.eps, self.with_identity, self.backend)
+        if self.training:
+            rows = x.shape[0] // self.U_segment * self.num_shift_channel
+            _update_running_stats(bn, mean, var, rows)
+        return y
+
+
+@torch.no_grad()
+def _update_running_stats(bn, mean, var, rows):
+    """nn.BatchNorm1d's update: momentum (or the cumulative average when momentum is None), unbiased
+    running variance, num_batches_tracked."""
+    bn.num_batches_tracked.add_(1)
+    factor = 1.0 / bn.num_batches_tracked if bn.momentum is None else bn.momentum
+    unbiased = var * (rows / (rows - 1))
+    bn.running_mean.mul_(1 - factor).add_(mean.to(bn.running_mean.dtype) * factor)
+    bn.running_var.mul_(1 - factor).add_(unbiased.to(bn.running_var.dtype) * factor)

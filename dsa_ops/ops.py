@@ -1,0 +1,282 @@
+"""The op layer: loads the compiled extension, registers fake kernels and autograd for each op in the
+dsa_ops namespace, and holds the single backend choice. The only module that knows which backends exist.
+
+Ops (torch.ops.dsa_ops.*; pooled values, kernels and generator statistics are float32, float64 for
+double inputs):
+  segment_pool(x, U, C')                         -> (N, C', U) means over T*H*W
+  segment_pool_backward(grad_pooled, x, U)       -> x-shaped
+  aggregate(x, weight, U, identity)              -> x-shaped, weight (N, C', K)
+  aggregate_grad_input(grad_y, weight, grad_pooled?, U, identity) -> x-shaped
+  aggregate_grad_weight(grad_y, x, U, C', K)     -> (N, C', K)
+  dsa_forward(x, w1, bn_w, bn_b, running_mean, running_var, w2, U, C', training, eps, identity)
+                                                 -> (y, pooled, mean, var)
+  dsa_backward(grad_y, x, pooled, mean, var, w1, bn_w, bn_b, w2, U, training, eps, identity)
+                                                 -> (grad_x, grad_w1, grad_bn_w, grad_bn_b, grad_w2)
+"""
+import os
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from . import reference
+from ._validation import accumulate_dtype
+
+try:
+    from . import _C  # noqa: F401  (registers the ops)
+
+    EXTENSION_ERROR = None
+except ImportError as error:
+    EXTENSION_ERROR = f"{type(error).__name__}: {error}"
+
+BACKENDS = ("auto", "cpu", "cuda", "triton", "reference")
+ENV_BACKEND = "DSA_OPS_BACKEND"
+_PREFERENCE = {"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")}
+_DEVICE_OF_BACKEND = {"cpu": "cpu", "cuda": "cuda", "triton": "cuda"}
+_warned_fallbacks = set()
+
+
+def _has_kernel(op, dispatch_key):
+    return EXTENSION_ERROR is None and torch._C._dispatch_has_kernel_for_dispatch_key(f"dsa_ops::{op}", dispatch_key)
+
+
+def backend_status():
+    """{backend: None if usable here, else the reason it is not}."""
+    status = {"reference": None}
+    status["cpu"] = None if _has_kernel("aggregate", "CPU") else f"the compiled extension did not load ({EXTENSION_ERROR})"
+    if not _has_kernel("aggregate", "CUDA"):
+        status["cuda"] = ("the compiled extension did not load" if EXTENSION_ERROR else
+                          "the extension was built without CUDA kernels")
+    elif not torch.cuda.is_available():
+        status["cuda"] = "no CUDA device is visible"
+    else:
+        status["cuda"] = None
+    status["triton"] = "not implemented yet"
+    return {name: status[name] for name in BACKENDS[1:]}
+
+
+@torch.compiler.assume_constant_result
+def resolve_backend(requested, device_type):
+    """The backend that runs a call on a tensor of device_type: requested when it is not "auto"
+    (an error when it cannot run), else $DSA_OPS_BACKEND when set, else the first usable backend
+    for the device, with a one-time warning when that is not the device's compiled kernel."""
+    if requested not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {requested!r}")
+    if requested == "auto":
+        requested = os.environ.get(ENV_BACKEND, "auto") or "auto"
+        if requested not in BACKENDS:
+            raise ValueError(f"${ENV_BACKEND} must be one of {BACKENDS}, got {requested!r}")
+    status = backend_status()
+    if requested != "auto":
+        wanted_device = _DEVICE_OF_BACKEND.get(requested, device_type)
+        if wanted_device != device_type:
+            raise RuntimeError(f"backend={requested!r} runs on {wanted_device} tensors, got a {device_type} tensor")
+        if status[requested] is not None:
+            raise RuntimeError(f"backend={requested!r} is not available: {status[requested]}")
+        return requested
+    chain = _PREFERENCE.get(device_type, ("reference",))
+    chosen = next(name for name in chain if status[name] is None)
+    if chosen != chain[0] and (device_type, chosen) not in _warned_fallbacks:
+        _warned_fallbacks.add((device_type, chosen))
+        reasons = "; ".join(f"{name}: {status[name]}" for name in chain[: chain.index(chosen)])
+        warnings.warn(f"dsa_ops: using the {chosen!r} backend on {device_type} ({reasons})", stacklevel=3)
+    return chosen
+
+
+def empty_output(x, dtype=None):
+    """An uninitialised x-shaped tensor laid out as the compiled ops lay out their outputs."""
+    memory_format = torch.contiguous_format
+    if not x.is_contiguous():
+        if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
+            memory_format = torch.channels_last_3d
+        elif x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            memory_format = torch.channels_last
+    return torch.empty(x.shape, dtype=dtype or x.dtype, device=x.device, memory_format=memory_format)
+
+
+def _processed_only(t, channels):
+    """t with the channels from C' on set to zero (the gradients of ops that ignore them)."""
+    rest = t.shape[1] - channels
+    if rest == 0:
+        return t
+    return torch.cat([t.narrow(1, 0, channels), torch.zeros_like(t.narrow(1, channels, rest))], dim=1)
+
+
+def _register_fakes():
+    @torch.library.register_fake("dsa_ops::segment_pool")
+    def _(x, num_segments, channels):
+        return x.new_empty((x.shape[0] // num_segments, channels, num_segments), dtype=accumulate_dtype(x.dtype))
+
+    @torch.library.register_fake("dsa_ops::segment_pool_backward")
+    def _(grad_pooled, x, num_segments):
+        return empty_output(x)
+
+    @torch.library.register_fake("dsa_ops::aggregate")
+    def _(x, weight, num_segments, identity):
+        return empty_output(x)
+
+    @torch.library.register_fake("dsa_ops::aggregate_grad_input")
+    def _(grad_y, weight, grad_pooled, num_segments, identity):
+        return empty_output(grad_y)
+
+    @torch.library.register_fake("dsa_ops::aggregate_grad_weight")
+    def _(grad_y, x, num_segments, channels, kernel_size):
+        return x.new_empty((x.shape[0] // num_segments, channels, kernel_size), dtype=accumulate_dtype(x.dtype))
+
+    @torch.library.register_fake("dsa_ops::dsa_forward")
+    def _(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments, channels,
+          training, eps, identity):
+        acc = accumulate_dtype(x.dtype)
+        hidden = first_weight.shape[0]
+        pooled = x.new_empty((x.shape[0] // num_segments, channels, num_segments), dtype=acc)
+        return empty_output(x), pooled, x.new_empty((hidden,), dtype=acc), x.new_empty((hidden,), dtype=acc)
+
+    @torch.library.register_fake("dsa_ops::dsa_backward")
+    def _(grad_y, x, pooled, mean, var, first_weight, bn_weight, bn_bias, second_weight, num_segments, training,
+          eps, identity):
+        return (empty_output(grad_y), torch.empty_like(first_weight), torch.empty_like(bn_weight),
+                torch.empty_like(bn_bias), torch.empty_like(second_weight))
+
+
+def _register_autograd():
+    ops = torch.ops.dsa_ops
+
+    def save_segment_pool(ctx, inputs, output):
+        x, ctx.num_segments, _ = inputs
+        ctx.save_for_backward(x)
+
+    def segment_pool_backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return ops.segment_pool_backward(grad, x, ctx.num_segments), None, None
+
+    def save_segment_pool_backward(ctx, inputs, output):
+        _, _, ctx.num_segments = inputs
+        ctx.channels = inputs[0].shape[1]
+
+    def segment_pool_double_backward(ctx, grad):
+        return ops.segment_pool(grad, ctx.num_segments, ctx.channels), None, None
+
+    def save_aggregate(ctx, inputs, output):
+        x, weight, ctx.num_segments, ctx.identity = inputs
+        ctx.weight_dtype = weight.dtype
+        ctx.save_for_backward(x, weight)
+
+    def aggregate_backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_x = ops.aggregate_grad_input(grad, weight, None, ctx.num_segments, ctx.identity)
+        if ctx.needs_input_grad[1]:
+            grad_weight = ops.aggregate_grad_weight(grad, x, ctx.num_segments, weight.shape[1], weight.shape[2])
+            grad_weight = grad_weight.to(ctx.weight_dtype)
+        return grad_x, grad_weight, None, None
+
+    def save_grad_input(ctx, inputs, output):
+        grad_y, weight, grad_pooled, ctx.num_segments, ctx.identity = inputs
+        ctx.weight_dtype = weight.dtype
+        ctx.pooled_dtype = None if grad_pooled is None else grad_pooled.dtype
+        ctx.save_for_backward(grad_y, weight)
+
+    def grad_input_backward(ctx, grad):
+        grad_y, weight = ctx.saved_tensors
+        channels, kernel_size = weight.shape[1], weight.shape[2]
+        outs = [None] * 5
+        if ctx.needs_input_grad[0]:
+            outs[0] = ops.aggregate(grad, weight, ctx.num_segments, ctx.identity)
+        if ctx.needs_input_grad[1]:
+            outs[1] = ops.aggregate_grad_weight(grad_y, grad, ctx.num_segments, channels, kernel_size)
+            outs[1] = outs[1].to(ctx.weight_dtype)
+        if ctx.pooled_dtype is not None and ctx.needs_input_grad[2]:
+            outs[2] = ops.segment_pool(grad, ctx.num_segments, channels).to(ctx.pooled_dtype)
+        return tuple(outs)
+
+    def save_grad_weight(ctx, inputs, output):
+        grad_y, x, ctx.num_segments, ctx.channels, _ = inputs
+        ctx.save_for_backward(grad_y, x)
+
+    def grad_weight_backward(ctx, grad):
+        grad_y, x = ctx.saved_tensors
+        outs = [None] * 5
+        if ctx.needs_input_grad[0]:
+            outs[0] = _processed_only(ops.aggregate(x, grad, ctx.num_segments, False), ctx.channels)
+        if ctx.needs_input_grad[1]:
+            outs[1] = _processed_only(ops.aggregate_grad_input(grad_y, grad, None, ctx.num_segments, False),
+                                      ctx.channels)
+        return tuple(outs)
+
+    def save_dsa_forward(ctx, inputs, output):
+        (x, first_weight, bn_weight, bn_bias, _, _, second_weight, ctx.num_segments, _, ctx.training, ctx.eps,
+         ctx.identity) = inputs
+        _, pooled, mean, var = output
+        ctx.save_for_backward(x, pooled, mean, var, first_weight, bn_weight, bn_bias, second_weight)
+
+    def dsa_forward_backward(ctx, grad_y, *unused_grads):
+        x, pooled, mean, var, first_weight, bn_weight, bn_bias, second_weight = ctx.saved_tensors
+        grads = ops.dsa_backward(grad_y, x, pooled, mean, var, first_weight, bn_weight, bn_bias, second_weight,
+                                 ctx.num_segments, ctx.training, ctx.eps, ctx.identity)
+        grad_x, grad_first, grad_bn_weight, grad_bn_bias, grad_second = grads
+        return (grad_x, grad_first, grad_bn_weight, grad_bn_bias, None, None, grad_second) + (None,) * 5
+
+    def save_nothing(ctx, inputs, output):
+        pass
+
+    def dsa_double_backward(ctx, *grads):
+        raise RuntimeError("dsa_ops: double backward through the fused DSA op is not supported; "
+                           "use backend='reference' for higher-order gradients")
+
+    register = torch.library.register_autograd
+    register("dsa_ops::segment_pool", segment_pool_backward, setup_context=save_segment_pool)
+    register("dsa_ops::segment_pool_backward", segment_pool_double_backward, setup_context=save_segment_pool_backward)
+    register("dsa_ops::aggregate", aggregate_backward, setup_context=save_aggregate)
+    register("dsa_ops::aggregate_grad_input", grad_input_backward, setup_context=save_grad_input)
+    register("dsa_ops::aggregate_grad_weight", grad_weight_backward, setup_context=save_grad_weight)
+    register("dsa_ops::dsa_forward", dsa_forward_backward, setup_context=save_dsa_forward)
+    register("dsa_ops::dsa_backward", dsa_double_backward, setup_context=save_nothing)
+
+
+if EXTENSION_ERROR is None:
+    _register_fakes()
+    _register_autograd()
+
+
+def segment_pool(x, num_segments, channels, backend):
+    if resolve_backend(backend, x.device.type) == "reference":
+        return reference.segment_pool(x, num_segments, channels).to(accumulate_dtype(x.dtype))
+    return torch.ops.dsa_ops.segment_pool(x, num_segments, channels)
+
+
+def aggregate(x, weight, num_segments, identity, backend):
+    if resolve_backend(backend, x.device.type) == "reference":
+        return reference.aggregate(x, weight, num_segments, identity)
+    return torch.ops.dsa_ops.aggregate(x, weight, num_segments, identity)
+
+
+def _reference_module(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
+                      channels, training, eps, identity):
+    """The module in eager PyTorch, returning the BatchNorm statistics like the compiled op."""
+    acc = accumulate_dtype(x.dtype)
+    pooled = reference.segment_pool(x, num_segments, channels).to(acc)
+    videos = pooled.shape[0]
+    hidden = F.linear(pooled.reshape(videos * channels, num_segments), first_weight.to(acc))
+    bn_weight, bn_bias = bn_weight.to(acc), bn_bias.to(acc)
+    if training:
+        mean, var = hidden.detach().mean(0), hidden.detach().var(0, unbiased=False)
+        normalized = F.batch_norm(hidden, None, None, bn_weight, bn_bias, True, 0.0, eps)
+    else:
+        mean, var = running_mean.to(acc), running_var.to(acc)
+        normalized = F.batch_norm(hidden, mean, var, bn_weight, bn_bias, False, 0.0, eps)
+    kernel = F.softmax(F.linear(F.relu(normalized), second_weight.to(acc)), dim=-1)
+    y = reference.aggregate(x, kernel.view(videos, channels, -1), num_segments, identity)
+    return y, mean, var
+
+
+def dsa_module(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
+               channels, training, eps, identity, backend):
+    """The module's forward on the chosen backend: (y, mean, var), mean/var being the BatchNorm
+    statistics used (biased batch variance in training), for the caller's running-stat update."""
+    args = (x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments, channels,
+            training, eps, identity)
+    if resolve_backend(backend, x.device.type) == "reference":
+        return _reference_module(*args)
+    y, _, mean, var = torch.ops.dsa_ops.dsa_forward(*args)
+    return y, mean, var
