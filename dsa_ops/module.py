@@ -96,7 +96,7 @@ def _update_running_stats(bn, mean, var, rows):
     """nn.BatchNorm1d's update: momentum (or the cumulative average when momentum is None), unbiased
     running variance, num_batches_tracked."""
     bn.num_batches_tracked.add_(1)
-    factor = 1.0 / bn.num_batches_tracked if bn.momentum is None else bn.momentum
+    factor = bn.num_batches_tracked.double().reciprocal() if bn.momentum is None else bn.momentum
     unbiased = var * (rows / (rows - 1))
     bn.running_mean.mul_(1 - factor).add_(mean.to(bn.running_mean.dtype) * factor)
     bn.running_var.mul_(1 - factor).add_(unbiased.to(bn.running_var.dtype) * factor)

@@ -1,0 +1,64 @@
+"""Shared test helpers: inputs in every layout, per-dtype tolerances, module pairs with random weights."""
+import torch
+
+import dsa_ops
+
+LAYOUTS = ("contiguous", "channels_last", "channel_slice", "spatial_slice", "row_stride")
+
+# (rtol, atol) per dtype of the compared tensors.
+TOLERANCES = {
+    torch.float64: (1e-10, 1e-10),
+    torch.float32: (1e-5, 1e-5),
+    torch.float16: (1e-2, 1e-2),
+    torch.bfloat16: (1e-2, 2e-2),
+}
+
+
+def make_input(shape, dtype=torch.float32, layout="contiguous", generator=None, requires_grad=False):
+    """A random tensor of `shape` laid out as named: contiguous, channels_last(_3d), a channel slice
+    of a wider tensor, a spatially sliced view (not flattenable: the ops copy it) or every other row."""
+    def randn(*s):
+        return torch.randn(*s, generator=generator, dtype=torch.float64).to(dtype)
+
+    rows, channels, *spatial = shape
+    if layout == "contiguous":
+        x = randn(*shape)
+    elif layout == "channels_last":
+        fmt = torch.channels_last_3d if len(shape) == 5 else torch.channels_last
+        x = randn(*shape).contiguous(memory_format=fmt)
+    elif layout == "channel_slice":
+        x = randn(rows, channels + 3, *spatial)[:, 2:2 + channels]
+    elif layout == "spatial_slice":
+        x = randn(rows, channels, *spatial[:-1], spatial[-1] + 2)[..., 1:1 + spatial[-1]]
+    elif layout == "row_stride":
+        x = randn(2 * rows, channels, *spatial)[::2]
+    else:
+        raise ValueError(layout)
+    assert x.shape == torch.Size(shape)
+    return x.requires_grad_(requires_grad)
+
+
+def assert_close(actual, expected, dtype=None, scale=1.0):
+    rtol, atol = TOLERANCES[dtype or actual.dtype]
+    torch.testing.assert_close(actual.to(expected.dtype), expected, rtol=rtol * scale, atol=atol * scale)
+
+
+def randomize_generator(module, generator=None):
+    """Random generator weights and BatchNorm affine/running statistics (the defaults are 1 and 0)."""
+    with torch.no_grad():
+        for name, tensor in module.generate.state_dict().items():
+            if name.endswith("num_batches_tracked"):
+                continue
+            values = torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
+            if name.endswith("running_var"):
+                values = values.abs() + 0.5
+            tensor.copy_(values)
+    return module
+
+
+def module_pair(channels, generator=None, **kwargs):
+    """(DSAConv on the compiled CPU backend, DSAReference) in float64 with the same random weights."""
+    fused = randomize_generator(dsa_ops.DSAConv(channels, backend=kwargs.pop("backend", "cpu"), **kwargs), generator)
+    ref = dsa_ops.DSAReference(channels, **kwargs)
+    ref.load_state_dict(fused.state_dict())
+    return fused.double(), ref.double()
