@@ -1,0 +1,91 @@
+"""gradcheck in float64 for the module (train and eval) and the functional ops, gradgradcheck for the
+functional ops, bitwise-reproducible backward."""
+import pytest
+import torch
+from torch.autograd import gradcheck, gradgradcheck
+
+import dsa_ops
+from helpers import make_input, randomize_generator
+
+
+def module_function(module):
+    """x and the module's parameters -> y, for gradcheck w.r.t. every one of them."""
+    names = [name for name, _ in module.named_parameters()]
+
+    def run(x, *params):
+        return torch.func.functional_call(module, dict(zip(names, params)), (x,))
+
+    return run, [p.detach().clone().requires_grad_(True) for p in module.parameters()]
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("identity", [False, True])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_module_gradcheck(rng, training, identity, layout):
+    module = randomize_generator(dsa_ops.DSAConv(8, U_segment=3, split_ratio=0.5, with_identity=identity,
+                                                 backend="cpu"), rng).double().train(training)
+    bn = module.generate[1]
+    bn.momentum = 0.0  # gradcheck calls forward many times; keep the running statistics fixed
+    run, params = module_function(module)
+    x = make_input((6, 8, 2, 3, 3), torch.float64, layout, rng, requires_grad=True)
+    assert gradcheck(run, (x, *params), eps=1e-6, atol=1e-7, rtol=1e-5)
+
+
+def test_module_double_backward_raises_clearly(rng):
+    module = dsa_ops.DSAConv(8, split_ratio=0.5, backend="cpu").double()
+    x = make_input((8, 8, 3, 3), torch.float64, generator=rng, requires_grad=True)
+    (gx,) = torch.autograd.grad(module(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="double backward through the fused DSA op is not supported"):
+        gx.sum().backward()
+
+
+@pytest.mark.parametrize("identity", [False, True])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channel_slice"])
+@pytest.mark.parametrize("kernel_size", [1, 3, 5])
+def test_dsa_aggregate_gradcheck_and_gradgradcheck(rng, identity, layout, kernel_size):
+    x = make_input((6, 5, 2, 2, 3), torch.float64, layout, rng, requires_grad=True)
+    weight = torch.rand(2, 3, kernel_size, generator=rng, dtype=torch.float64, requires_grad=True)
+
+    def run(x, weight):
+        return dsa_ops.dsa_aggregate(x, weight, 3, identity, backend="cpu")
+
+    assert gradcheck(run, (x, weight))
+    assert gradgradcheck(run, (x, weight))
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_segment_pool_gradcheck_and_gradgradcheck(rng, layout):
+    x = make_input((6, 5, 3, 4), torch.float64, layout, rng, requires_grad=True)
+
+    def run(x):
+        return dsa_ops.segment_pool(x, 2, 3, backend="cpu")
+
+    assert gradcheck(run, (x,))
+    assert gradgradcheck(run, (x,))
+
+
+def test_grad_input_with_pooled_term_gradcheck(rng):
+    """The backward op that folds the pooled gradient in, differentiated in all three inputs."""
+    grad_y = make_input((6, 5, 2, 3), torch.float64, generator=rng, requires_grad=True)
+    weight = torch.rand(2, 4, 3, generator=rng, dtype=torch.float64, requires_grad=True)
+    pooled = torch.randn(2, 4, 3, generator=rng, dtype=torch.float64, requires_grad=True)
+
+    def run(grad_y, weight, pooled):
+        return torch.ops.dsa_ops.aggregate_grad_input(grad_y, weight, pooled, 3, True)
+
+    assert gradcheck(run, (grad_y, weight, pooled))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_backward_is_bitwise_reproducible(rng, dtype):
+    module = randomize_generator(dsa_ops.DSAConv(64, split_ratio=0.5, backend="cpu"), rng)
+    x = make_input((16, 64, 4, 7, 7), dtype, generator=rng)
+    grad = make_input(x.shape, dtype, generator=rng)
+    results = []
+    for _ in range(2):
+        xi = x.clone().requires_grad_(True)
+        module.zero_grad(set_to_none=True)
+        module(xi).backward(grad)
+        results.append([xi.grad] + [p.grad.clone() for p in module.parameters()])
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
