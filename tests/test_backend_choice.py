@@ -1,0 +1,52 @@
+"""The single backend choice: explicit backends, $DSA_OPS_BACKEND, auto with a one-time warning."""
+import warnings
+
+import pytest
+import torch
+
+import dsa_ops
+from dsa_ops import ops
+
+
+def test_auto_picks_the_compiled_cpu_kernel():
+    assert ops.resolve_backend("auto", "cpu") == "cpu"
+
+
+def test_explicit_missing_backend_is_an_error():
+    with pytest.raises(RuntimeError, match="backend='triton' runs on cuda tensors, got a cpu tensor"):
+        dsa_ops.DSAConv(16, split_ratio=0.5, backend="triton")(torch.randn(8, 16, 3, 3))
+    with pytest.raises(RuntimeError, match="backend='cuda' runs on cuda tensors"):
+        dsa_ops.dsa_aggregate(torch.randn(8, 16, 3, 3), torch.rand(2, 4, 3), 4, backend="cuda")
+
+
+def test_environment_overrides_auto(monkeypatch):
+    monkeypatch.setenv(ops.ENV_BACKEND, "reference")
+    assert ops.resolve_backend("auto", "cpu") == "reference"
+    assert ops.resolve_backend("cpu", "cpu") == "cpu"
+    monkeypatch.setenv(ops.ENV_BACKEND, "bogus")
+    with pytest.raises(ValueError, match=r"\$DSA_OPS_BACKEND must be one of"):
+        ops.resolve_backend("auto", "cpu")
+
+
+def test_fallback_warns_once(monkeypatch):
+    monkeypatch.setattr(ops, "_warned_fallbacks", set())
+    monkeypatch.setattr(ops, "backend_status", lambda: {"cpu": "pretend it did not build", "cuda": "no",
+                                                        "triton": "no", "reference": None})
+    with pytest.warns(UserWarning, match="using the 'reference' backend on cpu .*pretend it did not build"):
+        assert ops.resolve_backend("auto", "cpu") == "reference"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ops.resolve_backend("auto", "cpu") == "reference"
+
+
+def test_unknown_device_uses_the_reference(monkeypatch):
+    monkeypatch.setattr(ops, "_warned_fallbacks", {("meta", "reference")})
+    assert ops.resolve_backend("auto", "meta") == "reference"
+
+
+def test_backend_status_reports_every_backend():
+    status = dsa_ops.backend_status()
+    assert set(status) == {"cpu", "cuda", "triton", "reference"}
+    assert status["cpu"] is None and status["reference"] is None
+    if not torch.cuda.is_available():
+        assert status["cuda"] is not None

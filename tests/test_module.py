@@ -1,0 +1,57 @@
+"""DSAConv as a drop-in for the paper's module: keywords, attributes, state_dict, checkpoints."""
+import pytest
+import torch
+
+import dsa_ops
+from helpers import make_input, randomize_generator
+
+PAPER_KEYS = {"generate.0.weight", "generate.1.weight", "generate.1.bias", "generate.1.running_mean",
+              "generate.1.running_var", "generate.1.num_batches_tracked", "generate.3.weight"}
+
+
+def test_keywords_attributes_and_state_dict_keys():
+    module = dsa_ops.DSAConv(in_channels=256, insert_place="res_2", U_segment=4, kernel_size=3, stride=1, padding=1,
+                             alpha=2, split_ratio=1 / 8, with_identity=False)
+    assert module.U_segment == 4
+    assert module.num_shift_channel == 32
+    assert module.split_sizes == [32, 224]
+    assert set(module.state_dict()) == PAPER_KEYS
+    assert module.generate[0].weight.shape == (8, 4)
+    assert module.generate[3].weight.shape == (3, 8)
+
+
+def test_prints_nothing(capsys):
+    module = dsa_ops.DSAConv(64)
+    module(torch.randn(8, 64, 2, 3, 3))
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("identity", [False, True])
+def test_reference_checkpoint_loads_and_matches(tmp_path, rng, training, identity):
+    ref = randomize_generator(dsa_ops.DSAReference(32, U_segment=4, with_identity=identity, split_ratio=0.25), rng)
+    path = tmp_path / "dsa.pt"
+    torch.save(ref.state_dict(), path)
+    fused = dsa_ops.DSAConv(32, U_segment=4, with_identity=identity, split_ratio=0.25, backend="cpu")
+    fused.load_state_dict(torch.load(path))
+    ref.train(training)
+    fused.train(training)
+    x = make_input((8, 32, 2, 5, 5), generator=rng)
+    grad = make_input(x.shape, generator=rng)
+    outs = []
+    for module in (ref, fused):
+        xi = x.clone().requires_grad_(True)
+        y = module(xi)
+        y.backward(grad)
+        outs.append([y.detach(), xi.grad] + [p.grad for p in module.parameters()] + list(module.buffers()))
+    for actual, expected in zip(outs[1], outs[0]):
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_backends_agree_through_the_module(rng):
+    modules = {b: dsa_ops.DSAConv(16, split_ratio=0.5, backend=b) for b in ("cpu", "reference")}
+    state = randomize_generator(modules["cpu"], rng).state_dict()
+    modules["reference"].load_state_dict(state)
+    x = make_input((8, 16, 3, 3), generator=rng)
+    torch.testing.assert_close(modules["cpu"](x), modules["reference"](x), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(modules["cpu"].generate[1].running_var, modules["reference"].generate[1].running_var)
