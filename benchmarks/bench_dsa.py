@@ -1,0 +1,147 @@
+"""Microbenchmark of the DSA module: each provider's time as a multiple of x.clone() on the same tensor
+(the memory floor of an out-of-place pass), and its speedup over eager PyTorch.
+
+Providers: reference (the paper module in eager PyTorch), compile (torch.compile of the reference),
+dsa_ops (DSAConv on the compiled kernel for the device), clone (the yardstick).
+Modes: fwd (training-mode forward), full (forward + backward).
+
+    python -m benchmarks.bench_dsa [--device cpu|cuda] [--dtype float32] [--preset paper|quick]
+"""
+import argparse
+import time
+from dataclasses import dataclass
+
+import torch
+
+import dsa_ops
+from benchmarks.timing import measure
+
+PROVIDERS = ("reference", "compile", "dsa_ops")
+MODES = ("fwd", "full")
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    videos: int
+    segments: int
+    channels: int
+    tail: tuple  # (T, H, W) or (H, W)
+    split: float
+
+    def shape(self):
+        return (self.videos * self.segments, self.channels, *self.tail)
+
+
+def paper_cases(device):
+    """The paper's insertion points (res_2 of ResNet-50): I3D layer2 / layer3 with 12 videos x U=4 x
+    T=8 at 28^2 / 14^2, TSM layer1 with 8 videos x U=8 at 56^2; on the CPU with fewer videos."""
+    i3d_videos, tsm_videos = (12, 8) if device.type == "cuda" else (2, 1)
+    cases = []
+    for split in (1 / 8, 1.0):
+        cases += [
+            Case("i3d-layer2", i3d_videos, 4, 128, (8, 28, 28), split),
+            Case("i3d-layer3", i3d_videos, 4, 256, (8, 14, 14), split),
+            Case("tsm-layer1", tsm_videos, 8, 64, (56, 56), split),
+        ]
+    return cases
+
+
+def quick_cases(device):
+    return [Case("quick", 2, 4, 64, (4, 14, 14), 1 / 8)]
+
+
+PRESETS = {"paper": paper_cases, "quick": quick_cases}
+
+
+def build_module(provider, case, device, dtype):
+    kwargs = dict(U_segment=case.segments, split_ratio=case.split)
+    if provider == "dsa_ops":
+        module = dsa_ops.DSAConv(case.channels, **kwargs)
+    else:
+        module = dsa_ops.DSAReference(case.channels, **kwargs)
+    module = module.to(device)
+    if dtype == torch.float64:
+        module = module.double()
+    return module
+
+
+def step_fn(module, x, grad, mode):
+    if mode == "fwd":
+        return lambda: module(x)
+
+    def full():
+        x.grad = None
+        module(x).backward(grad)
+
+    return full
+
+
+def run_case(case, providers, modes, device, dtype):
+    """Rows of (case, mode, provider, median, p20, p80, compile seconds) for one shape."""
+    x = torch.randn(case.shape(), device=device, dtype=dtype)
+    clone = measure(lambda: x.clone(), device)
+    rows = [(case, "-", "clone", *clone, None)]
+    for mode in modes:
+        xg = x.clone().requires_grad_(mode == "full")
+        grad = torch.randn_like(x)
+        for provider in providers:
+            module = build_module(provider, case, device, dtype)
+            compile_seconds = None
+            if provider == "compile":
+                torch._dynamo.reset()  # each shape and mode is a fresh compile, timed on its own
+                module = torch.compile(module, fullgraph=True, dynamic=False)
+                start = time.perf_counter()
+                step_fn(module, xg, grad, mode)()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                compile_seconds = time.perf_counter() - start
+            rows.append((case, mode, provider, *measure(step_fn(module, xg, grad, mode), device), compile_seconds))
+    return rows
+
+
+def format_table(rows):
+    lines = [f"{'case':<12} {'split':>5} {'shape':<22} {'mode':<5} {'provider':<10} {'median ms':>10} "
+             f"{'p20-p80 ms':>15} {'x clone':>8} {'vs eager':>9} {'compile s':>9}"]
+    clone = eager = None
+    for case, mode, provider, median, p20, p80, compile_seconds in rows:
+        if provider == "clone":
+            clone = median
+        if provider == "reference":
+            eager = median
+        ratio = f"{median / clone:8.2f}"
+        speedup = f"{eager / median:8.2f}x" if eager and mode != "-" else ""
+        compiled = f"{compile_seconds:9.1f}" if compile_seconds is not None else ""
+        shape = "x".join(str(d) for d in case.shape())
+        lines.append(f"{case.name:<12} {case.split:>5.3g} {shape:<22} {mode:<5} {provider:<10} {median * 1e3:>10.3f} "
+                     f"{p20 * 1e3:>7.3f}-{p80 * 1e3:<7.3f} {ratio} {speedup:>9} {compiled}")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
+    parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    parser.add_argument("--providers", default=",".join(PROVIDERS), help=f"comma-separated subset of {PROVIDERS}")
+    parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {MODES}")
+    args = parser.parse_args(argv)
+    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    providers = [p for p in args.providers.split(",") if p]
+    modes = [m for m in args.modes.split(",") if m]
+    for name, allowed, given in (("providers", PROVIDERS, providers), ("modes", MODES, modes)):
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            parser.error(f"unknown {name} {unknown}; choose from {allowed}")
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    print(f"dsa_ops {dsa_ops.__version__}, torch {torch.__version__}, {name}, {args.dtype}, "
+          f"dsa_ops backend: {dsa_ops.ops.resolve_backend('auto', device.type)}")
+    print("time as a multiple of x.clone() on the same tensor; 'vs eager': speedup over the paper module in eager PyTorch")
+    rows = []
+    for case in PRESETS[args.preset](device):
+        rows += run_case(case, providers, modes, device, dtype)
+    print(format_table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""python -m dsa_ops.info: versions, which backends are built and usable, and the GPU."""
+import importlib.util
+import platform
+import sys
+
+import torch
+
+from . import __version__
+from .ops import EXTENSION_ERROR, backend_status
+
+
+def _triton_version():
+    if importlib.util.find_spec("triton") is None:
+        return "not installed"
+    try:
+        import triton
+
+        return triton.__version__
+    except Exception as error:  # a broken triton install must not break this report
+        return f"import failed ({type(error).__name__}: {error})"
+
+
+def report():
+    lines = [
+        f"dsa_ops:          {__version__}",
+        f"python:           {platform.python_version()} ({sys.executable})",
+        f"torch:            {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
+        f"triton:           {_triton_version()}",
+        f"compiled ext:     {'loaded' if EXTENSION_ERROR is None else 'not loaded: ' + EXTENSION_ERROR}",
+    ]
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            major, minor = torch.cuda.get_device_capability(i)
+            lines.append(f"GPU {i}:            {torch.cuda.get_device_name(i)} (sm_{major}{minor})")
+    else:
+        lines.append("GPU:              none visible")
+    lines.append("backends:")
+    for name, problem in backend_status().items():
+        lines.append(f"  {name:<10} {'available' if problem is None else 'unavailable: ' + problem}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(report())
