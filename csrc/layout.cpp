@@ -44,9 +44,10 @@ PlaneStrides plane_strides(const at::Tensor& x) {
   auto spatial = flat_spatial_stride(x);
   TORCH_CHECK(spatial && has_unit_stride(x, *spatial),
               "dsa_ops: internal error, plane_strides needs a tensor from readable_input");
-  const int64_t channel = x.size(1) == 1 ? 0 : x.stride(1);
-  const int64_t spatial_stride = spatial_size(x) == 1 ? 0 : *spatial;
-  return {x.stride(0), channel, spatial_stride};
+  // With one channel or one spatial element the stride of that axis is never stepped; 1 marks the
+  // other axis as the unit-stride one when S == 1 (see has_unit_stride).
+  const int64_t spatial_stride = spatial_size(x) == 1 ? 1 : *spatial;
+  return {x.stride(0), x.stride(1), spatial_stride};
 }
 
 at::MemoryFormat output_memory_format(const at::Tensor& x) {

@@ -2,6 +2,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
+#include <array>
 #include <vector>
 
 #include "kernels.h"
@@ -18,8 +19,9 @@ void copy_passthrough(at::Tensor& out, const at::Tensor& in, int64_t channels) {
 
 }  // namespace
 
-// Memory plan: reads x once (the C' channels' K taps come from rows the task streams through
-// together) and writes y once; the other C - C' channels are copied. One pass.
+// Memory plan: reads x once and writes y once. For each line position the U rows of a video are
+// stepped through together, so the K taps of a row come from L1; the other C - C' channels are
+// copied. One pass.
 at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity) {
   const int64_t videos = weight.size(0);
   const int64_t channels = weight.size(1);
@@ -29,25 +31,36 @@ at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_
   auto y = empty_output(x, x.scalar_type());
   const auto xs = plane_strides(x);
   const auto ys = plane_strides(y);
+  const bool along_channels = lines_along_channels(xs);
+  const int64_t x_step = line_stride(xs, along_channels);
+  const int64_t y_step = line_stride(ys, along_channels);
+  const auto by_tap = weights_by_tap(weight);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cpu_aggregate", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* src = x.const_data_ptr<scalar_t>();
     const acc_t* w = weight.const_data_ptr<acc_t>();
+    const acc_t* w_by_tap = by_tap.const_data_ptr<acc_t>();
     scalar_t* dst = y.mutable_data_ptr<scalar_t>();
-    parallel_over_channel_blocks(videos, channels, [&](int64_t n, int64_t c0, int64_t c1) {
-      for (int64_t u = 0; u < num_segments; ++u) {
-        const int64_t row = n * num_segments + u;
-        const auto taps = valid_taps(u, num_segments, kernel_size);
-        for_each_in_plane(c0, c1, spatial, channel_minor(xs), [&](int64_t c, int64_t s) {
-          const acc_t* wc = w + (n * channels + c) * kernel_size;
-          acc_t acc = 0;
+    parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
+      std::array<acc_t, kLineLength> acc;
+      for_each_line(c0, c1, spatial, along_channels, [&](const Line& line) {
+        for (int64_t u = 0; u < num_segments; ++u) {
+          const int64_t row = n * num_segments + u;
+          const auto taps = valid_taps(u, num_segments, kernel_size);
+          std::fill_n(acc.begin(), line.length, acc_t(0));
           for (int64_t k = taps.begin; k < taps.end; ++k) {
-            acc += wc[k] * static_cast<acc_t>(src[offset(xs, row + k - pad, c, s)]);
+            const scalar_t* tap = src + offset(xs, row + k - pad, line.channel, line.s);
+            if (along_channels) {
+              add_scaled(acc.data(), w_by_tap + (n * kernel_size + k) * channels + line.channel, tap, x_step,
+                         line.length);
+            } else {
+              add_scaled(acc.data(), w[(n * channels + line.channel) * kernel_size + k], tap, x_step, line.length);
+            }
           }
-          if (identity) acc += static_cast<acc_t>(src[offset(xs, row, c, s)]);
-          dst[offset(ys, row, c, s)] = static_cast<scalar_t>(acc);
-        });
-      }
+          if (identity) add_scaled(acc.data(), acc_t(1), src + offset(xs, row, line.channel, line.s), x_step, line.length);
+          store_line(dst + offset(ys, row, line.channel, line.s), y_step, acc.data(), line.length);
+        }
+      });
     });
   });
   copy_passthrough(y, x, channels);
@@ -66,37 +79,59 @@ at::Tensor grad_input(const at::Tensor& grad_y, const at::Tensor& weight,
   auto grad_x = empty_output(grad_y, grad_y.scalar_type());
   const auto gys = plane_strides(grad_y);
   const auto gxs = plane_strides(grad_x);
+  const bool along_channels = lines_along_channels(gys);
+  const int64_t gy_step = line_stride(gys, along_channels);
+  const int64_t gx_step = line_stride(gxs, along_channels);
+  const auto by_tap = weights_by_tap(weight);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_y.scalar_type(), "dsa_ops_cpu_grad_input", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* src = grad_y.const_data_ptr<scalar_t>();
     const acc_t* w = weight.const_data_ptr<acc_t>();
+    const acc_t* w_by_tap = by_tap.const_data_ptr<acc_t>();
     const acc_t* pooled = grad_pooled ? grad_pooled->const_data_ptr<acc_t>() : nullptr;
     const acc_t scale = acc_t(1) / static_cast<acc_t>(spatial);
     scalar_t* dst = grad_x.mutable_data_ptr<scalar_t>();
-    parallel_over_channel_blocks(videos, channels, [&](int64_t n, int64_t c0, int64_t c1) {
-      for (int64_t u = 0; u < num_segments; ++u) {
-        const int64_t row = n * num_segments + u;
-        const int64_t k_begin = std::max<int64_t>(0, u + pad - num_segments + 1);
-        const int64_t k_end = std::min<int64_t>(kernel_size, u + pad + 1);
-        for_each_in_plane(c0, c1, spatial, channel_minor(gys), [&](int64_t c, int64_t s) {
-          const acc_t* wc = w + (n * channels + c) * kernel_size;
-          acc_t acc = 0;
+    parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
+      // pooled_terms[u * kLineLength + (c - c0)] = grad_pooled[n, c, u] / S
+      std::vector<acc_t> pooled_terms(pooled ? num_segments * kLineLength : 0);
+      for (int64_t u = 0; pooled && u < num_segments; ++u)
+        for (int64_t c = c0; c < c1; ++c)
+          pooled_terms[u * kLineLength + c - c0] = pooled[(n * channels + c) * num_segments + u] * scale;
+      std::array<acc_t, kLineLength> acc;
+      for_each_line(c0, c1, spatial, along_channels, [&](const Line& line) {
+        for (int64_t u = 0; u < num_segments; ++u) {
+          const int64_t row = n * num_segments + u;
+          const int64_t k_begin = std::max<int64_t>(0, u + pad - num_segments + 1);
+          const int64_t k_end = std::min<int64_t>(kernel_size, u + pad + 1);
+          std::fill_n(acc.begin(), line.length, acc_t(0));
           for (int64_t k = k_begin; k < k_end; ++k) {
-            acc += wc[k] * static_cast<acc_t>(src[offset(gys, row - k + pad, c, s)]);
+            const scalar_t* tap = src + offset(gys, row - k + pad, line.channel, line.s);
+            if (along_channels) {
+              add_scaled(acc.data(), w_by_tap + (n * kernel_size + k) * channels + line.channel, tap, gy_step,
+                         line.length);
+            } else {
+              add_scaled(acc.data(), w[(n * channels + line.channel) * kernel_size + k], tap, gy_step, line.length);
+            }
           }
-          if (identity) acc += static_cast<acc_t>(src[offset(gys, row, c, s)]);
-          if (pooled) acc += pooled[(n * channels + c) * num_segments + u] * scale;
-          dst[offset(gxs, row, c, s)] = static_cast<scalar_t>(acc);
-        });
-      }
+          if (identity) {
+            add_scaled(acc.data(), acc_t(1), src + offset(gys, row, line.channel, line.s), gy_step, line.length);
+          }
+          if (pooled) {
+            const acc_t* terms = pooled_terms.data() + u * kLineLength + (line.channel - c0);
+            for (int64_t i = 0; i < line.length; ++i) acc[i] += along_channels ? terms[i] : terms[0];
+          }
+          store_line(dst + offset(gxs, row, line.channel, line.s), gx_step, acc.data(), line.length);
+        }
+      });
     });
   });
   copy_passthrough(grad_x, grad_y, channels);
   return grad_x;
 }
 
-// Memory plan: reads the C' channels of grad_y and x once each, writes (N, C', K) sums. Each
-// (video, channel) sum is owned by one task and added in a fixed order: deterministic.
+// Memory plan: reads the C' channels of grad_y and x once each, writes (N, C', K) sums. Partial sums
+// are kept per (tap, line position) and reduced in a fixed order, each (video, channel) by one task:
+// deterministic.
 at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments, int64_t channels,
                        int64_t kernel_size) {
   const int64_t videos = x.size(0) / num_segments;
@@ -105,24 +140,45 @@ at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t nu
   auto out = at::empty({videos, channels, kernel_size}, x.options().dtype(accumulate_dtype(x.scalar_type())));
   const auto gys = plane_strides(grad_y);
   const auto xs = plane_strides(x);
+  const bool along_channels = lines_along_channels(xs);
+  const int64_t gy_step = line_stride(gys, along_channels);
+  const int64_t x_step = line_stride(xs, along_channels);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cpu_grad_weight", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* dy = grad_y.const_data_ptr<scalar_t>();
     const scalar_t* src = x.const_data_ptr<scalar_t>();
     acc_t* dst = out.mutable_data_ptr<acc_t>();
-    parallel_over_channel_blocks(videos, channels, [&](int64_t n, int64_t c0, int64_t c1) {
-      std::vector<acc_t> sums((c1 - c0) * kernel_size, acc_t(0));
-      for (int64_t u = 0; u < num_segments; ++u) {
-        const int64_t row = n * num_segments + u;
-        const auto taps = valid_taps(u, num_segments, kernel_size);
-        for (int64_t k = taps.begin; k < taps.end; ++k) {
-          for_each_in_plane(c0, c1, spatial, channel_minor(xs), [&](int64_t c, int64_t s) {
-            sums[(c - c0) * kernel_size + k] += static_cast<acc_t>(dy[offset(gys, row, c, s)]) *
-                                                static_cast<acc_t>(src[offset(xs, row + k - pad, c, s)]);
-          });
+    parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
+      std::vector<acc_t> sums(kernel_size * kLineLength);
+      std::array<acc_t, kLineLength> dy_line;
+      auto accumulate = [&](const Line& line) {
+        for (int64_t u = 0; u < num_segments; ++u) {
+          const int64_t row = n * num_segments + u;
+          load_line(dy_line.data(), dy + offset(gys, row, line.channel, line.s), gy_step, line.length);
+          const auto taps = valid_taps(u, num_segments, kernel_size);
+          for (int64_t k = taps.begin; k < taps.end; ++k) {
+            add_scaled(sums.data() + k * kLineLength, static_cast<const acc_t*>(dy_line.data()),
+                       src + offset(xs, row + k - pad, line.channel, line.s), x_step, line.length);
+          }
+        }
+      };
+      if (along_channels) {
+        std::fill(sums.begin(), sums.end(), acc_t(0));
+        for_each_line(c0, c1, spatial, true, accumulate);
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t k = 0; k < kernel_size; ++k)
+            dst[(n * channels + c) * kernel_size + k] = sums[k * kLineLength + c - c0];
+        return;
+      }
+      for (int64_t c = c0; c < c1; ++c) {
+        std::fill(sums.begin(), sums.end(), acc_t(0));
+        for_each_line(c, c + 1, spatial, false, accumulate);
+        for (int64_t k = 0; k < kernel_size; ++k) {
+          acc_t total = 0;
+          for (int64_t i = 0; i < kLineLength; ++i) total += sums[k * kLineLength + i];
+          dst[(n * channels + c) * kernel_size + k] = total;
         }
       }
-      std::copy(sums.begin(), sums.end(), dst + (n * channels + c0) * kernel_size);
     });
   });
   return out;

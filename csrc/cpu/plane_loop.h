@@ -1,7 +1,9 @@
 #pragma once
-// Loop helpers of the CPU kernels: work is split into (video, block of channels) tasks, and inside a
-// task the (channel, s) plane of a row is walked in memory order (s fastest for contiguous inputs,
-// channel fastest for channels-last), so each task streams through its rows once.
+// Loop helpers of the CPU kernels. Work is split into (video, block of channels) tasks. Inside a task
+// a row's (channel, s) plane is cut into lines: runs of elements adjacent in memory, along s for
+// inputs whose spatial stride is 1 (contiguous) and along the channels otherwise (channels-last).
+// For each line the kernels step through the U rows of the video while the line's rows are in L1,
+// converting to the accumulation type into small stack buffers the compiler vectorises over.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -10,36 +12,48 @@
 
 namespace dsa_ops::cpu {
 
-constexpr int64_t kChannelBlock = 16;
+// Longest line; the accumulation buffers of a line live on the stack.
+constexpr int64_t kLineLength = 256;
+
+inline bool lines_along_channels(const PlaneStrides& p) { return p.spatial != 1; }
+
+inline int64_t line_stride(const PlaneStrides& p, bool along_channels) {
+  return along_channels ? p.channel : p.spatial;
+}
 
 inline int64_t offset(const PlaneStrides& p, int64_t row, int64_t channel, int64_t s) {
   return row * p.row + channel * p.channel + s * p.spatial;
 }
 
-inline bool channel_minor(const PlaneStrides& p) { return p.channel == 1 && p.spatial != 1; }
+// `length` elements starting at (channel, s), along the channels or along s.
+struct Line {
+  int64_t channel;
+  int64_t s;
+  int64_t length;
+};
 
-// f(channel, s) for channels [c0, c1) and s in [0, S), in memory order.
+// f(line) over the plane positions of channels [c0, c1), in memory order.
 template <typename F>
-inline void for_each_in_plane(int64_t c0, int64_t c1, int64_t spatial, bool by_channel_minor, const F& f) {
-  if (by_channel_minor) {
-    for (int64_t s = 0; s < spatial; ++s)
-      for (int64_t c = c0; c < c1; ++c) f(c, s);
+inline void for_each_line(int64_t c0, int64_t c1, int64_t spatial, bool along_channels, const F& f) {
+  if (along_channels) {
+    for (int64_t s = 0; s < spatial; ++s) f(Line{c0, s, c1 - c0});
   } else {
     for (int64_t c = c0; c < c1; ++c)
-      for (int64_t s = 0; s < spatial; ++s) f(c, s);
+      for (int64_t s = 0; s < spatial; s += kLineLength) f(Line{c, s, std::min(kLineLength, spatial - s)});
   }
 }
 
 // f(video, c0, c1) over all videos and channel blocks, in parallel. Each output element is owned by
-// one task, so results do not depend on the thread count.
+// one task and tasks do not depend on the thread count, so results do not either.
 template <typename F>
-inline void parallel_over_channel_blocks(int64_t videos, int64_t channels, const F& f) {
-  const int64_t blocks = (channels + kChannelBlock - 1) / kChannelBlock;
+inline void parallel_over_channel_blocks(int64_t videos, int64_t channels, bool along_channels, const F& f) {
+  const int64_t block = along_channels ? kLineLength : 16;
+  const int64_t blocks = (channels + block - 1) / block;
   at::parallel_for(0, videos * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t video = task / blocks;
-      const int64_t c0 = (task % blocks) * kChannelBlock;
-      f(video, c0, std::min(c0 + kChannelBlock, channels));
+      const int64_t c0 = (task % blocks) * block;
+      f(video, c0, std::min(c0 + block, channels));
     }
   });
 }
@@ -54,5 +68,41 @@ inline TapRange valid_taps(int64_t u, int64_t num_segments, int64_t kernel_size)
   const int64_t pad = (kernel_size - 1) / 2;
   return {std::max<int64_t>(0, pad - u), std::min<int64_t>(kernel_size, num_segments + pad - u)};
 }
+
+// acc[i] += w[i] * src[i * stride]; w is one scalar for the line or one value per element.
+template <typename acc_t>
+inline acc_t weight_at(acc_t w, int64_t) { return w; }
+template <typename acc_t>
+inline acc_t weight_at(const acc_t* w, int64_t i) { return w[i]; }
+
+template <typename acc_t, typename W, typename scalar_t>
+inline void add_scaled(acc_t* acc, W w, const scalar_t* src, int64_t stride, int64_t n) {
+  if (stride == 1) {
+    for (int64_t i = 0; i < n; ++i) acc[i] += weight_at<acc_t>(w, i) * static_cast<acc_t>(src[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) acc[i] += weight_at<acc_t>(w, i) * static_cast<acc_t>(src[i * stride]);
+  }
+}
+
+template <typename acc_t, typename scalar_t>
+inline void load_line(acc_t* dst, const scalar_t* src, int64_t stride, int64_t n) {
+  if (stride == 1) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<acc_t>(src[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<acc_t>(src[i * stride]);
+  }
+}
+
+template <typename scalar_t, typename acc_t>
+inline void store_line(scalar_t* dst, int64_t stride, const acc_t* src, int64_t n) {
+  if (stride == 1) {
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<scalar_t>(src[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) dst[i * stride] = static_cast<scalar_t>(src[i]);
+  }
+}
+
+// (N, C', K) -> (N, K, C'): per-channel weights contiguous along the channels, for lines along them.
+inline at::Tensor weights_by_tap(const at::Tensor& weight) { return weight.transpose(1, 2).contiguous(); }
 
 }  // namespace dsa_ops::cpu
