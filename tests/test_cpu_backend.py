@@ -139,3 +139,15 @@ def test_thread_count_does_not_change_results(rng):
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("layout,copies", [("contiguous", 0), ("channels_last", 0), ("channel_slice", 0),
+                                           ("row_stride", 0), ("spatial_slice", 1)])
+def test_inputs_are_read_in_place(rng, layout, copies):
+    """Only inputs whose spatial dims do not flatten to one stride are copied (once, per op call)."""
+    x = make_input((8, 12, 2, 3, 5), layout=layout, generator=rng)
+    weight = torch.rand(2, 6, 3, generator=rng)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
+        dsa_ops.dsa_aggregate(x, weight, 4, backend="cpu")
+    clones = [e.input_shapes for e in prof.events() if e.name == "aten::clone"]
+    assert sum(shapes[0] == list(x.shape) for shapes in clones) == copies, clones
