@@ -1,19 +1,17 @@
 """DSAConv: a drop-in for the paper's DSA module running on the fused ops."""
 import torch
-from torch import nn
 
 from . import ops, reference
 from ._validation import check_channels, check_input, check_kernel_size, check_parameter
 
-INSERT_PLACES = ("res", "res_1", "res_2", "res_3", "res_4", "bottom")
 
-
-class DSAConv(nn.Module):
+class DSAConv(reference.DSAReference):
     """Dynamic Segment Aggregation (DSANet, ACM MM 2021).
 
-    Accepts the keywords of the paper's released module and has its attributes (U_segment,
-    num_shift_channel, split_sizes) and state_dict keys (generate.0.weight, generate.1.*,
-    generate.3.weight), so its checkpoints load unchanged. Input: (N*U, C, T, H, W) or (N*U, C, H, W).
+    The reference module with validated arguments and a forward on the fused ops: the keywords of the
+    paper's released module, its attributes (U_segment, num_shift_channel, split_sizes) and state_dict
+    keys (generate.0.weight, generate.1.*, generate.3.weight), so its checkpoints load unchanged.
+    Input: (N*U, C, T, H, W) or (N*U, C, H, W).
 
     backend: "auto" (the compiled kernel for the input's device, else the next usable backend with a
     one-time warning; $DSA_OPS_BACKEND overrides), or "cpu", "cuda", "triton", "reference".
@@ -21,7 +19,6 @@ class DSAConv(nn.Module):
 
     def __init__(self, in_channels, insert_place="res_2", U_segment=4, kernel_size=3, stride=1, padding=1,
                  alpha=2, split_ratio=1 / 8, with_identity=False, backend="auto"):
-        super().__init__()
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
         if not isinstance(U_segment, int) or U_segment < 1:
@@ -36,25 +33,14 @@ class DSAConv(nn.Module):
             raise ValueError(f"alpha must be an int >= 1, got {alpha!r}")
         if not 0 < split_ratio <= 1:
             raise ValueError(f"split_ratio must be in (0, 1], got {split_ratio!r}")
-        num_shift_channel = int(in_channels * split_ratio)
-        if num_shift_channel < 1:
+        if int(in_channels * split_ratio) < 1:
             raise ValueError(f"split_ratio must leave at least one processed channel: int(in_channels * split_ratio)"
                              f" = int({in_channels} * {split_ratio}) = 0; use split_ratio >= {1 / in_channels:.4g}")
         if backend not in ops.BACKENDS:
             raise ValueError(f"backend must be one of {ops.BACKENDS}, got {backend!r}")
-        self.in_channels = in_channels
-        self.insert_place = insert_place
-        self.U_segment = U_segment
-        self.kernel_size = kernel_size
-        self.stride = stride
-        self.padding = padding
-        self.alpha = alpha
-        self.split_ratio = split_ratio
-        self.with_identity = with_identity
+        super().__init__(in_channels, insert_place, U_segment, kernel_size, stride, padding, alpha, split_ratio,
+                         with_identity)
         self.backend = backend
-        self.num_shift_channel = num_shift_channel
-        self.split_sizes = [num_shift_channel, in_channels - num_shift_channel]
-        self.generate = reference.make_generator(U_segment, kernel_size, alpha)
 
     def extra_repr(self):
         return (f"{self.in_channels}, U_segment={self.U_segment}, kernel_size={self.kernel_size}, "

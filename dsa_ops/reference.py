@@ -87,6 +87,7 @@ class DSAReference(nn.Module):
         self.stride = stride
         self.padding = padding
         self.alpha = alpha
+        self.split_ratio = split_ratio
         self.with_identity = with_identity
         self.num_shift_channel = int(in_channels * split_ratio)
         self.split_sizes = [self.num_shift_channel, in_channels - self.num_shift_channel]

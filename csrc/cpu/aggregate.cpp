@@ -17,12 +17,13 @@ void copy_passthrough(at::Tensor& out, const at::Tensor& in, int64_t channels) {
   if (rest > 0) out.narrow(1, channels, rest).copy_(in.narrow(1, channels, rest));
 }
 
-}  // namespace
-
+// y = sum_k weight[k] * x[u + k - P] (+ x when identity) (+ grad_pooled / S when given) on the first C'
+// channels, the others copied. aggregate is this; grad_input is this on grad_y with the taps reversed.
 // Memory plan: reads x once and writes y once. For each line position the U rows of a video are
 // stepped through together, so the K taps of a row come from L1; the other C - C' channels are
 // copied. One pass.
-at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity) {
+at::Tensor aggregate_lines(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
+                           const std::optional<at::Tensor>& grad_pooled) {
   const int64_t videos = weight.size(0);
   const int64_t channels = weight.size(1);
   const int64_t kernel_size = weight.size(2);
@@ -40,8 +41,15 @@ at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_
     const scalar_t* src = x.const_data_ptr<scalar_t>();
     const acc_t* w = weight.const_data_ptr<acc_t>();
     const acc_t* w_by_tap = by_tap.const_data_ptr<acc_t>();
+    const acc_t* pooled = grad_pooled ? grad_pooled->const_data_ptr<acc_t>() : nullptr;
+    const acc_t scale = acc_t(1) / static_cast<acc_t>(spatial);
     scalar_t* dst = y.mutable_data_ptr<scalar_t>();
     parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
+      // pooled_terms[u * kLineLength + (c - c0)] = grad_pooled[n, c, u] / S
+      std::vector<acc_t> pooled_terms(pooled ? num_segments * kLineLength : 0);
+      for (int64_t u = 0; pooled && u < num_segments; ++u)
+        for (int64_t c = c0; c < c1; ++c)
+          pooled_terms[u * kLineLength + c - c0] = pooled[(n * channels + c) * num_segments + u] * scale;
       std::array<acc_t, kLineLength> acc;
       for_each_line(c0, c1, spatial, along_channels, [&](const Line& line) {
         for (int64_t u = 0; u < num_segments; ++u) {
@@ -58,6 +66,10 @@ at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_
             }
           }
           if (identity) add_scaled(acc.data(), acc_t(1), src + offset(xs, row, line.channel, line.s), x_step, line.length);
+          if (pooled) {
+            const acc_t* terms = pooled_terms.data() + u * kLineLength + (line.channel - c0);
+            for (int64_t i = 0; i < line.length; ++i) acc[i] += along_channels ? terms[i] : terms[0];
+          }
           store_line(dst + offset(ys, row, line.channel, line.s), y_step, acc.data(), line.length);
         }
       });
@@ -67,66 +79,17 @@ at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_
   return y;
 }
 
-// Memory plan: reads grad_y once and writes grad_x once; the pooled gradient (grad_pooled / S) is
-// added in the same pass, the other C - C' channels are copied. One pass.
+}  // namespace
+
+at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity) {
+  return aggregate_lines(x, weight, num_segments, identity, std::nullopt);
+}
+
+// The transpose of aggregate: grad_x[u] = sum_k weight[k] * grad_y[u - k + P], which is aggregate's
+// sum with the taps reversed (k -> K - 1 - k), plus the pooled gradient folded into the same pass.
 at::Tensor grad_input(const at::Tensor& grad_y, const at::Tensor& weight,
                       const std::optional<at::Tensor>& grad_pooled, int64_t num_segments, bool identity) {
-  const int64_t videos = weight.size(0);
-  const int64_t channels = weight.size(1);
-  const int64_t kernel_size = weight.size(2);
-  const int64_t pad = (kernel_size - 1) / 2;
-  const int64_t spatial = spatial_size(grad_y);
-  auto grad_x = empty_output(grad_y, grad_y.scalar_type());
-  const auto gys = plane_strides(grad_y);
-  const auto gxs = plane_strides(grad_x);
-  const bool along_channels = lines_along_channels(gys);
-  const int64_t gy_step = line_stride(gys, along_channels);
-  const int64_t gx_step = line_stride(gxs, along_channels);
-  const auto by_tap = weights_by_tap(weight);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, grad_y.scalar_type(), "dsa_ops_cpu_grad_input", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* src = grad_y.const_data_ptr<scalar_t>();
-    const acc_t* w = weight.const_data_ptr<acc_t>();
-    const acc_t* w_by_tap = by_tap.const_data_ptr<acc_t>();
-    const acc_t* pooled = grad_pooled ? grad_pooled->const_data_ptr<acc_t>() : nullptr;
-    const acc_t scale = acc_t(1) / static_cast<acc_t>(spatial);
-    scalar_t* dst = grad_x.mutable_data_ptr<scalar_t>();
-    parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
-      // pooled_terms[u * kLineLength + (c - c0)] = grad_pooled[n, c, u] / S
-      std::vector<acc_t> pooled_terms(pooled ? num_segments * kLineLength : 0);
-      for (int64_t u = 0; pooled && u < num_segments; ++u)
-        for (int64_t c = c0; c < c1; ++c)
-          pooled_terms[u * kLineLength + c - c0] = pooled[(n * channels + c) * num_segments + u] * scale;
-      std::array<acc_t, kLineLength> acc;
-      for_each_line(c0, c1, spatial, along_channels, [&](const Line& line) {
-        for (int64_t u = 0; u < num_segments; ++u) {
-          const int64_t row = n * num_segments + u;
-          const int64_t k_begin = std::max<int64_t>(0, u + pad - num_segments + 1);
-          const int64_t k_end = std::min<int64_t>(kernel_size, u + pad + 1);
-          std::fill_n(acc.begin(), line.length, acc_t(0));
-          for (int64_t k = k_begin; k < k_end; ++k) {
-            const scalar_t* tap = src + offset(gys, row - k + pad, line.channel, line.s);
-            if (along_channels) {
-              add_scaled(acc.data(), w_by_tap + (n * kernel_size + k) * channels + line.channel, tap, gy_step,
-                         line.length);
-            } else {
-              add_scaled(acc.data(), w[(n * channels + line.channel) * kernel_size + k], tap, gy_step, line.length);
-            }
-          }
-          if (identity) {
-            add_scaled(acc.data(), acc_t(1), src + offset(gys, row, line.channel, line.s), gy_step, line.length);
-          }
-          if (pooled) {
-            const acc_t* terms = pooled_terms.data() + u * kLineLength + (line.channel - c0);
-            for (int64_t i = 0; i < line.length; ++i) acc[i] += along_channels ? terms[i] : terms[0];
-          }
-          store_line(dst + offset(gxs, row, line.channel, line.s), gx_step, acc.data(), line.length);
-        }
-      });
-    });
-  });
-  copy_passthrough(grad_x, grad_y, channels);
-  return grad_x;
+  return aggregate_lines(grad_y, weight.flip({2}).contiguous(), num_segments, identity, grad_pooled);
 }
 
 // Memory plan: reads the C' channels of grad_y and x once each, writes (N, C', K) sums. Partial sums
