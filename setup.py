@@ -8,15 +8,37 @@ Environment:
 """
 import glob
 import os
+import shutil
 import sys
 import sysconfig
 
-import torch
-from setuptools import setup
-from torch.utils import cpp_extension
-
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CUDA_ARCHS = "8.0;8.6;8.9;9.0+PTX"
+
+
+def is_cuda_toolkit(path):
+    return os.path.isfile(os.path.join(path, "include", "cuda_runtime.h"))
+
+
+def locate_cuda_home():
+    """torch takes CUDA_HOME from the directory above the nvcc on PATH; where that nvcc is a wrapper
+    outside the toolkit (e.g. /usr/local/bin/nvcc), point CUDA_HOME at the toolkit instead."""
+    if os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH"):
+        return
+    nvcc = shutil.which("nvcc")
+    if nvcc is None or is_cuda_toolkit(os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))):
+        return
+    for candidate in ["/usr/local/cuda"] + sorted(glob.glob("/usr/local/cuda-*"), reverse=True):
+        if is_cuda_toolkit(candidate):
+            os.environ["CUDA_HOME"] = candidate
+            return
+
+
+locate_cuda_home()
+
+import torch  # noqa: E402  (after CUDA_HOME is settled: cpp_extension reads it on import)
+from setuptools import setup  # noqa: E402
+from torch.utils import cpp_extension  # noqa: E402
 
 
 def sources(pattern):
@@ -46,7 +68,7 @@ def wheel_cuda_include_dirs():
 
 def extension():
     cpp_sources = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
-    cuda_sources = sources("csrc/cuda/*.cu")
+    cuda_sources = sources("csrc/cuda/*.cu") + sources("csrc/cuda/*.cpp")
     cxx_flags = ["-O3", "-fopenmp"]
     problem = "DSA_OPS_SKIP_CUDA=1" if env_flag("DSA_OPS_SKIP_CUDA") else cuda_build_problem(cuda_sources)
     if problem is None:

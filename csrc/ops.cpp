@@ -1,5 +1,7 @@
 #include "ops.h"
 
+#include <ATen/DeviceGuard.h>
+
 #include "checks.h"
 #include "generator.h"
 #include "layout.h"
@@ -43,6 +45,7 @@ GeneratorParams generator_params(const at::Tensor& x, int64_t num_segments, cons
 
 at::Tensor segment_pool(const SegmentKernels& kernels, const at::Tensor& x, int64_t num_segments,
                         int64_t channels) {
+  const at::OptionalDeviceGuard device_guard(at::device_of(x));
   check_input(x, num_segments);
   check_channels(x, channels);
   return kernels.pool(readable_input(x), num_segments, channels);
@@ -50,6 +53,7 @@ at::Tensor segment_pool(const SegmentKernels& kernels, const at::Tensor& x, int6
 
 at::Tensor segment_pool_backward(const SegmentKernels& kernels, const at::Tensor& grad_pooled,
                                  const at::Tensor& x, int64_t num_segments) {
+  const at::OptionalDeviceGuard device_guard(at::device_of(x));
   check_input(x, num_segments);
   check_pooled(grad_pooled, x, num_segments, "grad_pooled");
   return kernels.pool_backward(in_accumulate_dtype(grad_pooled, x), readable_input(x), num_segments);
@@ -57,6 +61,7 @@ at::Tensor segment_pool_backward(const SegmentKernels& kernels, const at::Tensor
 
 at::Tensor aggregate(const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& weight,
                      int64_t num_segments, bool identity) {
+  const at::OptionalDeviceGuard device_guard(at::device_of(x));
   check_input(x, num_segments);
   check_aggregate_weight(weight, x, num_segments);
   return kernels.aggregate(readable_input(x), in_accumulate_dtype(weight, x), num_segments, identity);
@@ -65,6 +70,7 @@ at::Tensor aggregate(const SegmentKernels& kernels, const at::Tensor& x, const a
 at::Tensor aggregate_grad_input(const SegmentKernels& kernels, const at::Tensor& grad_y,
                                 const at::Tensor& weight, const std::optional<at::Tensor>& grad_pooled,
                                 int64_t num_segments, bool identity) {
+  const at::OptionalDeviceGuard device_guard(at::device_of(grad_y));
   check_input(grad_y, num_segments);
   check_aggregate_weight(weight, grad_y, num_segments);
   std::optional<at::Tensor> pooled;
@@ -80,6 +86,7 @@ at::Tensor aggregate_grad_input(const SegmentKernels& kernels, const at::Tensor&
 
 at::Tensor aggregate_grad_weight(const SegmentKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x,
                                  int64_t num_segments, int64_t channels, int64_t kernel_size) {
+  const at::OptionalDeviceGuard device_guard(at::device_of(x));
   check_input(x, num_segments);
   check_same_shape(grad_y, x, "grad_y");
   check_channels(x, channels);
@@ -94,6 +101,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
     const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
     const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments, int64_t channels,
     bool training, double eps, bool identity) {
+  const at::OptionalDeviceGuard device_guard(at::device_of(x));
   check_input(x, num_segments);
   check_channels(x, channels);
   const auto params = generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
@@ -126,6 +134,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backw
     const at::Tensor& mean, const at::Tensor& var, const at::Tensor& first_weight, const at::Tensor& bn_weight,
     const at::Tensor& bn_bias, const at::Tensor& second_weight, int64_t num_segments, bool training,
     double eps, bool identity) {
+  const at::OptionalDeviceGuard device_guard(at::device_of(x));
   check_input(x, num_segments);
   check_same_shape(grad_y, x, "grad_y");
   check_pooled(pooled, x, num_segments, "pooled");

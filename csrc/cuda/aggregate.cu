@@ -1,0 +1,97 @@
+// Aggregation along the segment axis on CUDA: the forward and the grad_x kernel (one kernel, taps
+// reversed for the backward, the pooled gradient folded in).
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+
+#include "kernels.h"
+#include "plane.cuh"
+
+namespace dsa_ops::cuda {
+
+namespace {
+
+// y[u] = sum_k weight[k] * x[u + k - P] (+ x[u] when identity) (+ grad_pooled[u] / S when given) on
+// the first C' channels. One thread per (video, channel, s) position walks the U rows of its video;
+// the K taps of a row were loaded by the same thread for the previous rows and come from L1.
+// Memory plan: reads the C' channels of x once from DRAM, writes them once. One pass.
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void aggregate_kernel(const scalar_t* __restrict__ x, PlaneStrides xs, scalar_t* __restrict__ y,
+                                 PlaneStrides ys, const acc_t* __restrict__ weight,
+                                 const acc_t* __restrict__ grad_pooled, acc_t pooled_scale, index_t videos,
+                                 index_t channels, index_t spatial, int num_segments, int kernel_size, bool identity,
+                                 bool by_channel) {
+  const index_t total = videos * channels * spatial;
+  const int pad = (kernel_size - 1) / 2;
+  for (index_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+    index_t video, channel, s;
+    split_position(i, by_channel, channels, spatial, video, channel, s);
+    const int64_t pair = int64_t(video) * channels + channel;
+    const acc_t* w = weight + pair * kernel_size;
+    const int64_t x_base = plane_offset(xs, int64_t(video) * num_segments, channel, s);
+    const int64_t y_base = plane_offset(ys, int64_t(video) * num_segments, channel, s);
+    for (int u = 0; u < num_segments; ++u) {
+      const int k_begin = max(0, pad - u);
+      const int k_end = min(kernel_size, num_segments + pad - u);
+      acc_t acc = 0;
+      for (int k = k_begin; k < k_end; ++k) {
+        acc += w[k] * static_cast<acc_t>(x[x_base + int64_t(u + k - pad) * xs.row]);
+      }
+      if (identity) acc += static_cast<acc_t>(x[x_base + int64_t(u) * xs.row]);
+      if (grad_pooled != nullptr) acc += grad_pooled[pair * num_segments + u] * pooled_scale;
+      y[y_base + int64_t(u) * ys.row] = static_cast<scalar_t>(acc);
+    }
+  }
+}
+
+void copy_passthrough(at::Tensor& out, const at::Tensor& in, int64_t channels) {
+  const int64_t rest = in.size(1) - channels;
+  if (rest > 0) out.narrow(1, channels, rest).copy_(in.narrow(1, channels, rest));
+}
+
+// The C' processed channels by aggregate_kernel, the others copied (one read, one write).
+at::Tensor aggregate_lines(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
+                           const std::optional<at::Tensor>& grad_pooled) {
+  const int64_t videos = weight.size(0);
+  const int64_t channels = weight.size(1);
+  const int64_t spatial = spatial_size(x);
+  auto y = empty_output(x, x.scalar_type());
+  const auto xs = plane_strides(x);
+  const auto ys = plane_strides(y);
+  const int64_t work = videos * channels * spatial;
+  if (work > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_aggregate", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const acc_t* pooled = grad_pooled ? grad_pooled->const_data_ptr<acc_t>() : nullptr;
+      auto launch = [&](auto index) {
+        using index_t = decltype(index);
+        aggregate_kernel<scalar_t, acc_t, index_t><<<grid_size(work), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+            x.const_data_ptr<scalar_t>(), xs, y.mutable_data_ptr<scalar_t>(), ys, weight.const_data_ptr<acc_t>(),
+            pooled, acc_t(1) / static_cast<acc_t>(spatial), index_t(videos), index_t(channels), index_t(spatial),
+            static_cast<int>(num_segments), static_cast<int>(weight.size(2)), identity, along_channels(xs));
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      };
+      if (fits_int32(work)) {
+        launch(int32_t{});
+      } else {
+        launch(int64_t{});
+      }
+    });
+  }
+  copy_passthrough(y, x, channels);
+  return y;
+}
+
+}  // namespace
+
+at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity) {
+  return aggregate_lines(x, weight, num_segments, identity, std::nullopt);
+}
+
+// The transpose of aggregate: grad_x[u] = sum_k weight[k] * grad_y[u - k + P], aggregate's sum with the
+// taps reversed (k -> K - 1 - k), plus the pooled gradient folded into the same pass.
+at::Tensor grad_input(const at::Tensor& grad_y, const at::Tensor& weight,
+                      const std::optional<at::Tensor>& grad_pooled, int64_t num_segments, bool identity) {
+  return aggregate_lines(grad_y, weight.flip({2}).contiguous(), num_segments, identity, grad_pooled);
+}
+
+}  // namespace dsa_ops::cuda

@@ -1,0 +1,120 @@
+// The aggregation weights' gradient on CUDA: sum over U and S of grad_y[u] * x[u + k - P].
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+
+#include "kernels.h"
+#include "plane.cuh"
+
+namespace dsa_ops::cuda {
+
+namespace {
+
+constexpr int kTapGroup = 4;  // taps accumulated together in registers
+
+// Memory plan: reads the C' channels of grad_y and x once from DRAM (a tap group's second and later
+// taps hit L1/L2), writes (splits, N, C', K) partial sums. Block = (video, channel tile, split of S);
+// lanes stride over the split's s and are summed in a fixed order: deterministic.
+template <typename scalar_t, typename acc_t>
+__global__ void grad_weight_partial_kernel(const scalar_t* __restrict__ grad_y, PlaneStrides gs,
+                                           const scalar_t* __restrict__ x, PlaneStrides xs,
+                                           acc_t* __restrict__ partial, int64_t videos, int64_t channels,
+                                           int64_t spatial, int num_segments, int kernel_size, int tile, int tiles,
+                                           int64_t split_length) {
+  extern __shared__ unsigned char scratch_bytes[];
+  acc_t* scratch = reinterpret_cast<acc_t*>(scratch_bytes);
+  const int lanes = blockDim.x / tile;
+  const int tile_index = threadIdx.x % tile;
+  const int lane = threadIdx.x / tile;
+  const int64_t split = blockIdx.y;
+  const int64_t video = blockIdx.x / tiles;
+  const int64_t channel = int64_t(blockIdx.x % tiles) * tile + tile_index;
+  const int64_t s_begin = split * split_length;
+  const int64_t s_end = min(spatial, s_begin + split_length);
+  const int pad = (kernel_size - 1) / 2;
+  const int64_t first_row = video * num_segments;
+  for (int k0 = 0; k0 < kernel_size; k0 += kTapGroup) {
+    acc_t sums[kTapGroup] = {};
+    if (channel < channels) {
+      for (int64_t s = s_begin + lane; s < s_end; s += lanes) {
+        const int64_t g_base = plane_offset(gs, first_row, channel, s);
+        const int64_t x_base = plane_offset(xs, first_row, channel, s);
+        for (int u = 0; u < num_segments; ++u) {
+          const acc_t dy = static_cast<acc_t>(grad_y[g_base + int64_t(u) * gs.row]);
+#pragma unroll
+          for (int j = 0; j < kTapGroup; ++j) {
+            const int v = u + k0 + j - pad;
+            if (k0 + j < kernel_size && v >= 0 && v < num_segments) {
+              sums[j] += dy * static_cast<acc_t>(x[x_base + int64_t(v) * xs.row]);
+            }
+          }
+        }
+      }
+    }
+    sum_over_lanes(sums, scratch, lane, lanes, tile_index, tile);
+    if (lane == 0 && channel < channels) {
+      acc_t* out = partial + ((split * videos + video) * channels + channel) * kernel_size;
+#pragma unroll
+      for (int j = 0; j < kTapGroup; ++j) {
+        if (k0 + j < kernel_size) out[k0 + j] = sums[j];
+      }
+    }
+  }
+}
+
+// out[i] = sum over splits of partial[split][i], splits in order.
+template <typename acc_t>
+__global__ void sum_splits_kernel(const acc_t* __restrict__ partial, acc_t* __restrict__ out, int64_t count,
+                                  int64_t splits) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(blockDim.x) * gridDim.x) {
+    acc_t total = 0;
+    for (int64_t split = 0; split < splits; ++split) total += partial[split * count + i];
+    out[i] = total;
+  }
+}
+
+// Splits of S so that the grid fills the device twice over, each split at least 4 s per lane. Depends
+// only on the shape and the device, so results are bitwise reproducible on a device.
+int64_t split_count(int64_t blocks, int64_t spatial, int lanes) {
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t wanted = (2 * sms + blocks - 1) / blocks;
+  const int64_t most = std::max<int64_t>(1, spatial / (4 * lanes));
+  return std::max<int64_t>(1, std::min<int64_t>({wanted, most, 65535}));
+}
+
+}  // namespace
+
+at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments, int64_t channels,
+                       int64_t kernel_size) {
+  const int64_t videos = x.size(0) / num_segments;
+  const int64_t spatial = spatial_size(x);
+  const auto options = x.options().dtype(accumulate_dtype(x.scalar_type()));
+  auto out = at::empty({videos, channels, kernel_size}, options);
+  const auto gs = plane_strides(grad_y);
+  const auto xs = plane_strides(x);
+  const auto shape = reduction_shape(xs);
+  const int tiles = static_cast<int>((channels + shape.tile - 1) / shape.tile);
+  const int64_t blocks = videos * tiles;
+  if (blocks == 0) return out;
+  const int64_t splits = split_count(blocks, spatial, shape.lanes);
+  const int64_t split_length = (spatial + splits - 1) / splits;
+  auto partial = splits == 1 ? out : at::empty({splits, videos, channels, kernel_size}, options);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_grad_weight", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const auto stream = at::cuda::getCurrentCUDAStream();
+    const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(splits));
+    grad_weight_partial_kernel<scalar_t, acc_t><<<grid, kThreads, kThreads * kTapGroup * sizeof(acc_t), stream>>>(
+        grad_y.const_data_ptr<scalar_t>(), gs, x.const_data_ptr<scalar_t>(), xs, partial.mutable_data_ptr<acc_t>(),
+        videos, channels, spatial, static_cast<int>(num_segments), static_cast<int>(kernel_size), shape.tile, tiles,
+        split_length);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (splits > 1) {
+      const int64_t count = out.numel();
+      sum_splits_kernel<acc_t><<<grid_size(count), kThreads, 0, stream>>>(partial.const_data_ptr<acc_t>(),
+                                                                         out.mutable_data_ptr<acc_t>(), count, splits);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
+  });
+  return out;
+}
+
+}  // namespace dsa_ops::cuda

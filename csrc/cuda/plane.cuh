@@ -1,0 +1,88 @@
+#pragma once
+// Device-side helpers of the CUDA kernels: positions of the processed (video, channel, s) plane, plane
+// offsets, launch sizes, and a deterministic block reduction.
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+
+#include <algorithm>
+#include <limits>
+
+#include "../layout.h"
+
+namespace dsa_ops::cuda {
+
+constexpr int kThreads = 256;
+
+// Plane positions are enumerated with the input's unit-stride axis fastest, so consecutive threads
+// touch consecutive addresses: s fastest for contiguous inputs, the channel for channels-last ones.
+inline bool along_channels(const PlaneStrides& p) { return p.spatial != 1; }
+
+template <typename index_t>
+__device__ __forceinline__ void split_position(index_t i, bool by_channel, index_t channels, index_t spatial,
+                                               index_t& video, index_t& channel, index_t& s) {
+  if (by_channel) {
+    channel = i % channels;
+    i /= channels;
+    s = i % spatial;
+    video = i / spatial;
+  } else {
+    s = i % spatial;
+    i /= spatial;
+    channel = i % channels;
+    video = i / channels;
+  }
+}
+
+__host__ __device__ __forceinline__ int64_t plane_offset(const PlaneStrides& p, int64_t row, int64_t channel,
+                                                         int64_t s) {
+  return row * p.row + channel * p.channel + s * p.spatial;
+}
+
+// Blocks for a grid-stride loop over `work` items: enough to fill the device, never more than needed.
+inline int grid_size(int64_t work) {
+  const int64_t wanted = (work + kThreads - 1) / kThreads;
+  const int64_t cap = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
+  return static_cast<int>(std::max<int64_t>(1, std::min(wanted, cap)));
+}
+
+// Whether a grid-stride loop over `work` items can index with int32 (the index plus one stride fits).
+inline bool fits_int32(int64_t work) {
+  return work + int64_t(grid_size(work)) * kThreads < std::numeric_limits<int32_t>::max();
+}
+
+// Threads of a reduction block form (lanes x tile) with the tile index fastest: tile = 32 channels for
+// channels-last inputs (a warp reads 32 adjacent channels), 1 channel for contiguous ones (a warp reads
+// 32 adjacent s). Lanes split the s axis.
+struct ReductionShape {
+  int tile;
+  int lanes;
+};
+
+inline ReductionShape reduction_shape(const PlaneStrides& p) {
+  const int tile = along_channels(p) ? 32 : 1;
+  return {tile, kThreads / tile};
+}
+
+// Sums values[j] (j < kCount) over the lanes of the block, in a fixed tree order: deterministic. The
+// result is valid in lane 0. scratch holds kThreads * kCount values.
+template <typename acc_t, int kCount>
+__device__ __forceinline__ void sum_over_lanes(acc_t (&values)[kCount], acc_t* scratch, int lane, int lanes,
+                                               int tile_index, int tile) {
+  auto slot = [&](int l, int j) { return (l * tile + tile_index) * kCount + j; };
+#pragma unroll
+  for (int j = 0; j < kCount; ++j) scratch[slot(lane, j)] = values[j];
+  __syncthreads();
+  for (int stride = lanes / 2; stride > 0; stride /= 2) {
+    if (lane < stride) {
+#pragma unroll
+      for (int j = 0; j < kCount; ++j) scratch[slot(lane, j)] += scratch[slot(lane + stride, j)];
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int j = 0; j < kCount; ++j) values[j] = scratch[slot(0, j)];
+  __syncthreads();  // scratch may be reused right after
+}
+
+}  // namespace dsa_ops::cuda

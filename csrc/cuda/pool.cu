@@ -1,0 +1,104 @@
+// Segment pooling on CUDA and its backward.
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+
+#include "kernels.h"
+#include "plane.cuh"
+
+namespace dsa_ops::cuda {
+
+namespace {
+
+// Memory plan: reads the C' processed channels of x once, writes (N, C', U) means. One pass.
+// One block per (row, channel tile); its lanes stride over s and are summed in a fixed order.
+template <typename scalar_t, typename acc_t>
+__global__ void pool_kernel(const scalar_t* __restrict__ x, PlaneStrides xs, acc_t* __restrict__ out,
+                            int64_t num_segments, int64_t channels, int64_t spatial, int tile, int tiles,
+                            acc_t scale) {
+  extern __shared__ unsigned char scratch_bytes[];
+  acc_t* scratch = reinterpret_cast<acc_t*>(scratch_bytes);
+  const int lanes = blockDim.x / tile;
+  const int tile_index = threadIdx.x % tile;
+  const int lane = threadIdx.x / tile;
+  const int64_t row = blockIdx.x / tiles;
+  const int64_t channel = int64_t(blockIdx.x % tiles) * tile + tile_index;
+  acc_t sum[1] = {acc_t(0)};
+  if (channel < channels) {
+    for (int64_t s = lane; s < spatial; s += lanes) sum[0] += static_cast<acc_t>(x[plane_offset(xs, row, channel, s)]);
+  }
+  sum_over_lanes(sum, scratch, lane, lanes, tile_index, tile);
+  if (lane == 0 && channel < channels) {
+    const int64_t video = row / num_segments;
+    out[(video * channels + channel) * num_segments + row % num_segments] = sum[0] * scale;
+  }
+}
+
+// Memory plan: reads (N, C', U) gradients, writes the C' channels of grad_x once.
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void pool_backward_kernel(const acc_t* __restrict__ grad_pooled, scalar_t* __restrict__ grad_x,
+                                     PlaneStrides gs, index_t videos, index_t channels, index_t spatial,
+                                     int num_segments, bool by_channel, acc_t scale) {
+  const index_t total = videos * channels * spatial;
+  for (index_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+    index_t video, channel, s;
+    split_position(i, by_channel, channels, spatial, video, channel, s);
+    const acc_t* grad = grad_pooled + (int64_t(video) * channels + channel) * num_segments;
+    for (int u = 0; u < num_segments; ++u) {
+      grad_x[plane_offset(gs, int64_t(video) * num_segments + u, channel, s)] = static_cast<scalar_t>(grad[u] * scale);
+    }
+  }
+}
+
+}  // namespace
+
+at::Tensor pool(const at::Tensor& x, int64_t num_segments, int64_t channels) {
+  const int64_t rows = x.size(0);
+  const int64_t spatial = spatial_size(x);
+  auto out = at::empty({rows / num_segments, channels, num_segments},
+                       x.options().dtype(accumulate_dtype(x.scalar_type())));
+  const auto xs = plane_strides(x);
+  const auto shape = reduction_shape(xs);
+  const int tiles = static_cast<int>((channels + shape.tile - 1) / shape.tile);
+  const int64_t blocks = rows * tiles;
+  if (blocks == 0) return out;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_pool", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    pool_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), kThreads, kThreads * sizeof(acc_t), at::cuda::getCurrentCUDAStream()>>>(
+        x.const_data_ptr<scalar_t>(), xs, out.mutable_data_ptr<acc_t>(), num_segments, channels, spatial, shape.tile,
+        tiles, acc_t(1) / static_cast<acc_t>(spatial));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return out;
+}
+
+at::Tensor pool_backward(const at::Tensor& grad_pooled, const at::Tensor& x, int64_t num_segments) {
+  const int64_t videos = grad_pooled.size(0);
+  const int64_t channels = grad_pooled.size(1);
+  const int64_t spatial = spatial_size(x);
+  auto grad_x = empty_output(x, x.scalar_type());
+  const auto gs = plane_strides(grad_x);
+  const int64_t work = videos * channels * spatial;
+  if (work > 0) {
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_pool_backward", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const acc_t scale = acc_t(1) / static_cast<acc_t>(spatial);
+      auto launch = [&](auto index) {
+        using index_t = decltype(index);
+        pool_backward_kernel<scalar_t, acc_t, index_t>
+            <<<grid_size(work), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+                grad_pooled.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(), gs, index_t(videos),
+                index_t(channels), index_t(spatial), static_cast<int>(num_segments), along_channels(gs), scale);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      };
+      if (fits_int32(work)) {
+        launch(int32_t{});
+      } else {
+        launch(int64_t{});
+      }
+    });
+  }
+  if (channels < x.size(1)) grad_x.narrow(1, channels, x.size(1) - channels).zero_();
+  return grad_x;
+}
+
+}  // namespace dsa_ops::cuda
