@@ -5,9 +5,12 @@ Providers: reference (the paper module in eager PyTorch), compile (torch.compile
 dsa_ops (DSAConv on the compiled kernel for the device), clone (the yardstick).
 Modes: fwd (training-mode forward), full (forward + backward).
 
-    python -m benchmarks.bench_dsa [--device cpu|cuda] [--dtype float32] [--preset paper|quick]
+    python -m benchmarks.bench_dsa [--device cpu|cuda] [--dtypes float32,bfloat16] [--preset paper|quick]
+                                   [--out DIR]   (DIR/bench.csv and DIR/bench.md)
 """
 import argparse
+import csv
+import os
 import time
 from dataclasses import dataclass
 
@@ -18,6 +21,7 @@ from benchmarks.timing import measure
 
 PROVIDERS = ("reference", "compile", "dsa_ops")
 MODES = ("fwd", "full")
+DTYPES = ("float32", "float64", "float16", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -60,10 +64,7 @@ def build_module(provider, case, device, dtype):
         module = dsa_ops.DSAConv(case.channels, **kwargs)
     else:
         module = dsa_ops.DSAReference(case.channels, **kwargs)
-    module = module.to(device)
-    if dtype == torch.float64:
-        module = module.double()
-    return module
+    return module.to(device=device, dtype=dtype)
 
 
 def step_fn(module, x, grad, mode):
@@ -100,47 +101,77 @@ def run_case(case, providers, modes, device, dtype):
     return rows
 
 
-def format_table(rows):
-    lines = [f"{'case':<12} {'split':>5} {'shape':<22} {'mode':<5} {'provider':<10} {'median ms':>10} "
-             f"{'p20-p80 ms':>15} {'x clone':>8} {'vs eager':>9} {'compile s':>9}"]
-    clone = eager = None
+COLUMNS = ("case", "split", "shape", "dtype", "mode", "provider", "median_ms", "p20_ms", "p80_ms", "x_clone",
+           "vs_eager", "compile_s")
+
+
+def table_records(rows, dtype_name):
+    """One dict per row with COLUMNS; ratios against the clone and eager rows of the same shape."""
+    records, clone, eager = [], None, {}
     for case, mode, provider, median, p20, p80, compile_seconds in rows:
         if provider == "clone":
             clone = median
         if provider == "reference":
-            eager = median
-        ratio = f"{median / clone:8.2f}"
-        speedup = f"{eager / median:8.2f}x" if eager and mode != "-" else ""
-        compiled = f"{compile_seconds:9.1f}" if compile_seconds is not None else ""
-        shape = "x".join(str(d) for d in case.shape())
-        lines.append(f"{case.name:<12} {case.split:>5.3g} {shape:<22} {mode:<5} {provider:<10} {median * 1e3:>10.3f} "
-                     f"{p20 * 1e3:>7.3f}-{p80 * 1e3:<7.3f} {ratio} {speedup:>9} {compiled}")
+            eager[mode] = median
+        records.append({
+            "case": case.name, "split": f"{case.split:.3g}", "shape": "x".join(str(d) for d in case.shape()),
+            "dtype": dtype_name, "mode": mode, "provider": provider, "median_ms": f"{median * 1e3:.4f}",
+            "p20_ms": f"{p20 * 1e3:.4f}", "p80_ms": f"{p80 * 1e3:.4f}", "x_clone": f"{median / clone:.2f}",
+            "vs_eager": f"{eager[mode] / median:.2f}x" if mode in eager else "",
+            "compile_s": f"{compile_seconds:.1f}" if compile_seconds is not None else "",
+        })
+    return records
+
+
+def format_table(records):
+    widths = {c: max(len(c), *(len(r[c]) for r in records)) for c in COLUMNS}
+    lines = ["  ".join(c.ljust(widths[c]) for c in COLUMNS)]
+    lines += ["  ".join(r[c].ljust(widths[c]) for c in COLUMNS) for r in records]
     return "\n".join(lines)
+
+
+def write_results(records, out_dir, header):
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "bench.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(records)
+    with open(os.path.join(out_dir, "bench.md"), "w") as f:
+        f.write(f"{header}\n\n| {' | '.join(COLUMNS)} |\n|{'---|' * len(COLUMNS)}\n")
+        f.writelines(f"| {' | '.join(r[c] for c in COLUMNS)} |\n" for r in records)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64", "float16", "bfloat16"])
+    parser.add_argument("--dtypes", default="float32", help="comma-separated: float32, float64, float16, bfloat16")
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
     parser.add_argument("--providers", default=",".join(PROVIDERS), help=f"comma-separated subset of {PROVIDERS}")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {MODES}")
+    parser.add_argument("--out", help="write bench.csv and bench.md into this directory")
     args = parser.parse_args(argv)
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    device = torch.device(args.device)
+    dtypes = [d for d in args.dtypes.split(",") if d]
     providers = [p for p in args.providers.split(",") if p]
     modes = [m for m in args.modes.split(",") if m]
-    for name, allowed, given in (("providers", PROVIDERS, providers), ("modes", MODES, modes)):
+    choices = (("providers", PROVIDERS, providers), ("modes", MODES, modes), ("dtypes", DTYPES, dtypes))
+    for name, allowed, given in choices:
         unknown = sorted(set(given) - set(allowed))
         if unknown:
             parser.error(f"unknown {name} {unknown}; choose from {allowed}")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"dsa_ops {dsa_ops.__version__}, torch {torch.__version__}, {name}, {args.dtype}, "
-          f"dsa_ops backend: {dsa_ops.ops.resolve_backend('auto', device.type)}")
-    print("time as a multiple of x.clone() on the same tensor; 'vs eager': speedup over the paper module in eager PyTorch")
-    rows = []
-    for case in PRESETS[args.preset](device):
-        rows += run_case(case, providers, modes, device, dtype)
-    print(format_table(rows))
+    header = (f"dsa_ops {dsa_ops.__version__}, torch {torch.__version__}, {name}, "
+              f"dsa_ops backend: {dsa_ops.ops.resolve_backend('auto', device.type)}")
+    print(header)
+    print("x_clone: time as a multiple of x.clone() on the same tensor; vs_eager: speedup over the paper module "
+          "in eager PyTorch")
+    records = []
+    for dtype_name in dtypes:
+        for case in PRESETS[args.preset](device):
+            records += table_records(run_case(case, providers, modes, device, getattr(torch, dtype_name)), dtype_name)
+    print(format_table(records))
+    if args.out:
+        write_results(records, args.out, header)
 
 
 if __name__ == "__main__":

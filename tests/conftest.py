@@ -1,5 +1,9 @@
+import os
+
 import pytest
 import torch
+
+from helpers import COMPILED_BACKENDS
 
 
 @pytest.fixture
@@ -7,3 +11,22 @@ def rng(request):
     """A generator seeded from the test id: fresh inputs per case, reproducible per case."""
     seed = sum(ord(c) * (i + 1) for i, c in enumerate(request.node.nodeid)) % (2**31)
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(params=COMPILED_BACKENDS)
+def backend(request):
+    """Each compiled backend that can run here (the others are reported as skipped, with the reason)."""
+    return request.param
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", help="run tests marked slow (also: DSA_OPS_RUN_SLOW=1)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow") or os.environ.get("DSA_OPS_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with --run-slow or DSA_OPS_RUN_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

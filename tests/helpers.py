@@ -1,7 +1,20 @@
-"""Shared test helpers: inputs in every layout, per-dtype tolerances, module pairs with random weights."""
+"""Shared test helpers: the backends to test, inputs in every layout, per-dtype tolerances, module pairs
+with random weights."""
+import pytest
 import torch
 
 import dsa_ops
+
+DEVICE_OF = {"cpu": "cpu", "cuda": "cuda"}
+
+
+def backend_param(name):
+    """pytest.param for a compiled backend, skipped with the reason when it cannot run here."""
+    problem = dsa_ops.backend_status()[name]
+    return pytest.param(name, marks=pytest.mark.skipif(problem is not None, reason=f"{name} backend: {problem}"))
+
+
+COMPILED_BACKENDS = [backend_param(name) for name in DEVICE_OF]
 
 LAYOUTS = ("contiguous", "channels_last", "channel_slice", "spatial_slice", "row_stride")
 
@@ -14,11 +27,12 @@ TOLERANCES = {
 }
 
 
-def make_input(shape, dtype=torch.float32, layout="contiguous", generator=None, requires_grad=False):
-    """A random tensor of `shape` laid out as named: contiguous, channels_last(_3d), a channel slice
-    of a wider tensor, a spatially sliced view (not flattenable: the ops copy it) or every other row."""
+def make_input(shape, dtype=torch.float32, layout="contiguous", generator=None, requires_grad=False, device="cpu"):
+    """A random tensor of `shape` on `device` laid out as named: contiguous, channels_last(_3d), a
+    channel slice of a wider tensor, a spatially sliced view (not flattenable: the ops copy it) or every
+    other row."""
     def randn(*s):
-        return torch.randn(*s, generator=generator, dtype=torch.float64).to(dtype)
+        return torch.randn(*s, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
 
     rows, channels, *spatial = shape
     if layout == "contiguous":
@@ -40,7 +54,7 @@ def make_input(shape, dtype=torch.float32, layout="contiguous", generator=None, 
 
 def assert_close(actual, expected, dtype=None, scale=1.0):
     rtol, atol = TOLERANCES[dtype or actual.dtype]
-    torch.testing.assert_close(actual.to(expected.dtype), expected, rtol=rtol * scale, atol=atol * scale)
+    torch.testing.assert_close(actual.to(device=expected.device, dtype=expected.dtype), expected, rtol=rtol * scale, atol=atol * scale)
 
 
 def randomize_generator(module, generator=None):
@@ -56,9 +70,9 @@ def randomize_generator(module, generator=None):
     return module
 
 
-def module_pair(channels, generator=None, **kwargs):
-    """(DSAConv on the compiled CPU backend, DSAReference) in float64 with the same random weights."""
-    fused = randomize_generator(dsa_ops.DSAConv(channels, backend=kwargs.pop("backend", "cpu"), **kwargs), generator)
+def module_pair(channels, generator=None, backend="cpu", **kwargs):
+    """(DSAConv on `backend` and its device, DSAReference on the CPU), float64, same random weights."""
+    fused = randomize_generator(dsa_ops.DSAConv(channels, backend=backend, **kwargs), generator)
     ref = dsa_ops.DSAReference(channels, **kwargs)
     ref.load_state_dict(fused.state_dict())
-    return fused.double(), ref.double()
+    return fused.double().to(DEVICE_OF[backend]), ref.double()

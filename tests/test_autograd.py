@@ -5,7 +5,7 @@ import torch
 from torch.autograd import gradcheck, gradgradcheck
 
 import dsa_ops
-from helpers import make_input, randomize_generator
+from helpers import DEVICE_OF, make_input, randomize_generator
 
 
 def module_function(module):
@@ -21,19 +21,20 @@ def module_function(module):
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("identity", [False, True])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_module_gradcheck(rng, training, identity, layout):
+def test_module_gradcheck(rng, backend, training, identity, layout):
+    device = DEVICE_OF[backend]
     module = randomize_generator(dsa_ops.DSAConv(8, U_segment=3, split_ratio=0.5, with_identity=identity,
-                                                 backend="cpu"), rng).double().train(training)
+                                                 backend=backend), rng).double().to(device).train(training)
     bn = module.generate[1]
     bn.momentum = 0.0  # gradcheck calls forward many times; keep the running statistics fixed
     run, params = module_function(module)
-    x = make_input((6, 8, 2, 3, 3), torch.float64, layout, rng, requires_grad=True)
+    x = make_input((6, 8, 2, 3, 3), torch.float64, layout, rng, requires_grad=True, device=device)
     assert gradcheck(run, (x, *params), eps=1e-6, atol=1e-7, rtol=1e-5)
 
 
-def test_module_double_backward_raises_clearly(rng):
-    module = dsa_ops.DSAConv(8, split_ratio=0.5, backend="cpu").double()
-    x = make_input((8, 8, 3, 3), torch.float64, generator=rng, requires_grad=True)
+def test_module_double_backward_raises_clearly(rng, backend):
+    module = dsa_ops.DSAConv(8, split_ratio=0.5, backend=backend).double().to(DEVICE_OF[backend])
+    x = make_input((8, 8, 3, 3), torch.float64, generator=rng, requires_grad=True, device=DEVICE_OF[backend])
     (gx,) = torch.autograd.grad(module(x).square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="double backward through the fused DSA op is not supported"):
         gx.sum().backward()
@@ -42,33 +43,35 @@ def test_module_double_backward_raises_clearly(rng):
 @pytest.mark.parametrize("identity", [False, True])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "channel_slice"])
 @pytest.mark.parametrize("kernel_size", [1, 3, 5])
-def test_dsa_aggregate_gradcheck_and_gradgradcheck(rng, identity, layout, kernel_size):
-    x = make_input((6, 5, 2, 2, 3), torch.float64, layout, rng, requires_grad=True)
-    weight = torch.rand(2, 3, kernel_size, generator=rng, dtype=torch.float64, requires_grad=True)
+def test_dsa_aggregate_gradcheck_and_gradgradcheck(rng, backend, identity, layout, kernel_size):
+    device = DEVICE_OF[backend]
+    x = make_input((6, 5, 2, 2, 3), torch.float64, layout, rng, requires_grad=True, device=device)
+    weight = torch.rand(2, 3, kernel_size, generator=rng, dtype=torch.float64).to(device).requires_grad_(True)
 
     def run(x, weight):
-        return dsa_ops.dsa_aggregate(x, weight, 3, identity, backend="cpu")
+        return dsa_ops.dsa_aggregate(x, weight, 3, identity, backend=backend)
 
     assert gradcheck(run, (x, weight))
     assert gradgradcheck(run, (x, weight))
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_segment_pool_gradcheck_and_gradgradcheck(rng, layout):
-    x = make_input((6, 5, 3, 4), torch.float64, layout, rng, requires_grad=True)
+def test_segment_pool_gradcheck_and_gradgradcheck(rng, backend, layout):
+    x = make_input((6, 5, 3, 4), torch.float64, layout, rng, requires_grad=True, device=DEVICE_OF[backend])
 
     def run(x):
-        return dsa_ops.segment_pool(x, 2, 3, backend="cpu")
+        return dsa_ops.segment_pool(x, 2, 3, backend=backend)
 
     assert gradcheck(run, (x,))
     assert gradgradcheck(run, (x,))
 
 
-def test_grad_input_with_pooled_term_gradcheck(rng):
+def test_grad_input_with_pooled_term_gradcheck(rng, backend):
     """The backward op that folds the pooled gradient in, differentiated in all three inputs."""
-    grad_y = make_input((6, 5, 2, 3), torch.float64, generator=rng, requires_grad=True)
-    weight = torch.rand(2, 4, 3, generator=rng, dtype=torch.float64, requires_grad=True)
-    pooled = torch.randn(2, 4, 3, generator=rng, dtype=torch.float64, requires_grad=True)
+    device = DEVICE_OF[backend]
+    grad_y = make_input((6, 5, 2, 3), torch.float64, generator=rng, requires_grad=True, device=device)
+    weight = torch.rand(2, 4, 3, generator=rng, dtype=torch.float64).to(device).requires_grad_(True)
+    pooled = torch.randn(2, 4, 3, generator=rng, dtype=torch.float64).to(device).requires_grad_(True)
 
     def run(grad_y, weight, pooled):
         return torch.ops.dsa_ops.aggregate_grad_input(grad_y, weight, pooled, 3, True)
@@ -77,10 +80,12 @@ def test_grad_input_with_pooled_term_gradcheck(rng):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_backward_is_bitwise_reproducible(rng, dtype):
-    module = randomize_generator(dsa_ops.DSAConv(64, split_ratio=0.5, backend="cpu"), rng)
-    x = make_input((16, 64, 4, 7, 7), dtype, generator=rng)
-    grad = make_input(x.shape, dtype, generator=rng)
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_backward_is_bitwise_reproducible(rng, backend, dtype, layout):
+    device = DEVICE_OF[backend]
+    module = randomize_generator(dsa_ops.DSAConv(64, split_ratio=0.5, backend=backend), rng).to(device)
+    x = make_input((16, 64, 4, 7, 7), dtype, layout, rng, device=device)
+    grad = make_input(x.shape, dtype, layout, rng, device=device)
     results = []
     for _ in range(2):
         xi = x.clone().requires_grad_(True)

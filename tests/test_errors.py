@@ -4,8 +4,13 @@ import pytest
 import torch
 
 import dsa_ops
+from helpers import COMPILED_BACKENDS, DEVICE_OF
 
-BACKENDS = ["cpu", "reference"]
+BACKENDS = ["reference", *COMPILED_BACKENDS]
+
+
+def device_for(backend):
+    return DEVICE_OF.get(backend, "cpu")
 
 
 @pytest.mark.parametrize("kwargs,match", [
@@ -37,9 +42,10 @@ def test_constructor_rejects(kwargs, match):
      "generate.0.weight must be torch.float64 for a torch.float64 input, got torch.float32"),
 ])
 def test_module_rejects_input(backend, make_x, error, match):
-    module = dsa_ops.DSAConv(16, split_ratio=1 / 16, backend=backend)
+    module = dsa_ops.DSAConv(16, split_ratio=1 / 16, backend=backend).to(device_for(backend))
+    x = make_x().to(device_for(backend))
     with pytest.raises(error, match=match):
-        module(make_x())
+        module(x)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -51,43 +57,48 @@ def test_module_rejects_input(backend, make_x, error, match):
     ((2, 4, 2), r"weight.size\(2\) \(K\) must be an odd int >= 1, got 2"),
 ])
 def test_dsa_aggregate_rejects_weight(backend, weight_shape, match):
+    device = device_for(backend)
+    x, weight = torch.randn(8, 8, 3, 3, device=device), torch.rand(weight_shape, device=device)
     with pytest.raises(ValueError, match=match):
-        dsa_ops.dsa_aggregate(torch.randn(8, 8, 3, 3), torch.rand(weight_shape), 4, backend=backend)
+        dsa_ops.dsa_aggregate(x, weight, 4, backend=backend)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_functions_reject_bad_arguments(backend):
-    x = torch.randn(8, 8, 3, 3)
+    x = torch.randn(8, 8, 3, 3, device=device_for(backend))
     with pytest.raises(ValueError, match=r"channels \(C'\) must be an int in \[1, C=8\], got 0"):
         dsa_ops.segment_pool(x, 4, 0, backend=backend)
     with pytest.raises(ValueError, match=r"num_segments \(U\) must be an int >= 1, got 0"):
         dsa_ops.segment_pool(x, 0, 2, backend=backend)
     with pytest.raises(ValueError, match="weight must be a floating dtype"):
-        dsa_ops.dsa_aggregate(x, torch.ones(2, 4, 3, dtype=torch.int64), 4, backend=backend)
+        dsa_ops.dsa_aggregate(x, torch.ones(2, 4, 3, dtype=torch.int64, device=x.device), 4, backend=backend)
 
 
-def test_raw_ops_validate_too():
+@pytest.mark.parametrize("backend", COMPILED_BACKENDS)
+def test_raw_ops_validate_too(backend):
     ops = torch.ops.dsa_ops
-    x = torch.randn(8, 8, 3, 3)
-    with pytest.raises(ValueError, match=r"x.size\(0\) must be a multiple of num_segments \(U=3\), got 8"):
-        ops.segment_pool(x, 3, 2)
-    with pytest.raises(ValueError, match=r"channels \(C'\) must be in \[1, C=8\], got 9"):
-        ops.segment_pool(x, 4, 9)
-    with pytest.raises(ValueError, match=r"kernel_size \(K\) must be odd and >= 1, got 2"):
-        ops.aggregate(x, torch.rand(2, 4, 2), 4, False)
-    with pytest.raises(ValueError, match="x must be float32, float64, float16 or bfloat16"):
-        ops.aggregate(x.int(), torch.rand(2, 4, 3), 4, False)
-    with pytest.raises(ValueError, match=r"grad_y must have x's shape"):
-        ops.aggregate_grad_weight(torch.randn(8, 8, 3, 2), x, 4, 4, 3)
-    with pytest.raises(ValueError, match=r"second_weight \(generate.3.weight\) must be 2D"):
-        ops.dsa_forward(x, torch.randn(8, 4), torch.ones(8), torch.zeros(8), torch.zeros(8), torch.ones(8),
-                        torch.randn(3), 4, 2, True, 1e-5, False)
-    with pytest.raises(ValueError, match=r"first_weight \(generate.0.weight\) must have shape \(alpha\*U, U=4\)"):
-        ops.dsa_forward(x, torch.randn(8, 3), torch.ones(8), torch.zeros(8), torch.zeros(8), torch.ones(8),
-                        torch.randn(3, 8), 4, 2, True, 1e-5, False)
-    with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
-        ops.dsa_forward(x[:4], torch.randn(8, 4), torch.ones(8), torch.zeros(8), torch.zeros(8), torch.ones(8),
-                        torch.randn(3, 8), 4, 1, True, 1e-5, False)
+    device = DEVICE_OF[backend]
+    with torch.device(device):  # every factory call below makes device tensors
+        x = torch.randn(8, 8, 3, 3)
+        with pytest.raises(ValueError, match=r"x.size\(0\) must be a multiple of num_segments \(U=3\), got 8"):
+            ops.segment_pool(x, 3, 2)
+        with pytest.raises(ValueError, match=r"channels \(C'\) must be in \[1, C=8\], got 9"):
+            ops.segment_pool(x, 4, 9)
+        with pytest.raises(ValueError, match=r"kernel_size \(K\) must be odd and >= 1, got 2"):
+            ops.aggregate(x, torch.rand(2, 4, 2), 4, False)
+        with pytest.raises(ValueError, match="x must be float32, float64, float16 or bfloat16"):
+            ops.aggregate(x.int(), torch.rand(2, 4, 3), 4, False)
+        with pytest.raises(ValueError, match=r"grad_y must have x's shape"):
+            ops.aggregate_grad_weight(torch.randn(8, 8, 3, 2), x, 4, 4, 3)
+        with pytest.raises(ValueError, match=r"second_weight \(generate.3.weight\) must be 2D"):
+            ops.dsa_forward(x, torch.randn(8, 4), torch.ones(8), torch.zeros(8), torch.zeros(8), torch.ones(8),
+                            torch.randn(3), 4, 2, True, 1e-5, False)
+        with pytest.raises(ValueError, match=r"first_weight \(generate.0.weight\) must have shape \(alpha\*U, U=4\)"):
+            ops.dsa_forward(x, torch.randn(8, 3), torch.ones(8), torch.zeros(8), torch.zeros(8), torch.ones(8),
+                            torch.randn(3, 8), 4, 2, True, 1e-5, False)
+        with pytest.raises(ValueError, match="Expected more than 1 value per channel when training"):
+            ops.dsa_forward(x[:4], torch.randn(8, 4), torch.ones(8), torch.zeros(8), torch.zeros(8), torch.ones(8),
+                            torch.randn(3, 8), 4, 1, True, 1e-5, False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a device mismatch")

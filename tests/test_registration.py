@@ -5,23 +5,28 @@ import torch
 from torch import nn
 
 import dsa_ops
-from helpers import make_input, randomize_generator
+from helpers import DEVICE_OF, make_input, randomize_generator
 
 ops = torch.ops.dsa_ops
 
 
-def op_samples(rng, layout):
-    x = make_input((8, 6, 2, 3, 3), layout=layout, generator=rng, requires_grad=True)
-    grad_y = make_input(x.shape, layout=layout, generator=rng)
-    weight = torch.rand(2, 3, 3, generator=rng, requires_grad=True)
-    pooled = torch.randn(2, 3, 4, generator=rng)
+def op_samples(rng, layout, device):
+    x = make_input((8, 6, 2, 3, 3), layout=layout, generator=rng, requires_grad=True, device=device)
+    grad_y = make_input(x.shape, layout=layout, generator=rng, device=device)
+
+    def rand(*shape, offset=0.0, requires_grad=False):
+        return (torch.rand(*shape, generator=rng) + offset).to(device).requires_grad_(requires_grad)
+
+    def randn(*shape, requires_grad=False):
+        return torch.randn(*shape, generator=rng).to(device).requires_grad_(requires_grad)
+
+    weight = rand(2, 3, 3, requires_grad=True)
+    pooled = randn(2, 3, 4)
     hidden = 8
-    params = [torch.randn(hidden, 4, generator=rng, requires_grad=True),
-              torch.rand(hidden, generator=rng, requires_grad=True) + 0.5,
-              torch.randn(hidden, generator=rng, requires_grad=True),
-              torch.randn(hidden, generator=rng), torch.rand(hidden, generator=rng) + 0.5,
-              torch.randn(3, hidden, generator=rng, requires_grad=True)]
-    mean, var = torch.randn(hidden, generator=rng), torch.rand(hidden, generator=rng) + 0.5
+    params = [randn(hidden, 4, requires_grad=True), rand(hidden, offset=0.5, requires_grad=True),
+              randn(hidden, requires_grad=True), randn(hidden), rand(hidden, offset=0.5),
+              randn(3, hidden, requires_grad=True)]
+    mean, var = randn(hidden), rand(hidden, offset=0.5)
     w1, bn_w, bn_b, _, _, w2 = params
     return [
         (ops.segment_pool, (x, 4, 3)),
@@ -37,8 +42,8 @@ def op_samples(rng, layout):
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "spatial_slice"])
-def test_opcheck_every_op(rng, layout):
-    samples = op_samples(rng, layout)
+def test_opcheck_every_op(rng, backend, layout):
+    samples = op_samples(rng, layout, DEVICE_OF[backend])
     assert {op.default.name() for op, _ in samples} == {
         f"dsa_ops::{name}" for name in ("segment_pool", "segment_pool_backward", "aggregate", "aggregate_grad_input",
                                         "aggregate_grad_weight", "dsa_forward", "dsa_backward")}
@@ -47,10 +52,10 @@ def test_opcheck_every_op(rng, layout):
 
 
 class TinyVideoNet(nn.Module):
-    def __init__(self):
+    def __init__(self, backend):
         super().__init__()
         self.conv = nn.Conv3d(3, 16, (1, 3, 3), padding=(0, 1, 1))
-        self.dsa = dsa_ops.DSAConv(16, U_segment=4, split_ratio=0.25, backend="cpu")
+        self.dsa = dsa_ops.DSAConv(16, U_segment=4, split_ratio=0.25, backend=backend)
         self.head = nn.Linear(16, 5)
 
     def forward(self, x):
@@ -60,15 +65,17 @@ class TinyVideoNet(nn.Module):
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_compile_fullgraph_matches_eager(rng, training):
+def test_compile_fullgraph_matches_eager(rng, backend, training):
+    device = DEVICE_OF[backend]
     torch.manual_seed(0)
-    eager = TinyVideoNet().train(training)
+    eager = TinyVideoNet(backend).train(training)
     randomize_generator(eager.dsa, rng)
-    compiled_model = TinyVideoNet().train(training)
+    eager.to(device)
+    compiled_model = TinyVideoNet(backend).train(training).to(device)
     compiled_model.load_state_dict(eager.state_dict())
     compiled = torch.compile(compiled_model, fullgraph=True, backend="aot_eager")
     for step in range(2):
-        x = torch.randn(8, 3, 2, 6, 6, generator=rng)
+        x = torch.randn(8, 3, 2, 6, 6, generator=rng).to(device)
         out_eager, out_compiled = eager(x), compiled(x)
         torch.testing.assert_close(out_compiled, out_eager, rtol=1e-5, atol=1e-5)
         out_eager.square().sum().backward()
@@ -80,13 +87,12 @@ def test_compile_fullgraph_matches_eager(rng, training):
     assert int(compiled_model.dsa.generate[1].num_batches_tracked) == (2 if training else 0)
 
 
-def test_compile_inductor_fullgraph(rng):
-    model = TinyVideoNet()
-    x = torch.randn(8, 3, 2, 6, 6, generator=rng)
-    expected = model(x)
-    model.dsa.generate[1].reset_running_stats()
-    fresh = TinyVideoNet()
+def test_compile_inductor_fullgraph(rng, backend):
+    device = DEVICE_OF[backend]
+    model = TinyVideoNet(backend).to(device)
+    fresh = TinyVideoNet(backend).to(device)
     fresh.load_state_dict(model.state_dict())
-    fresh.dsa.generate[1].reset_running_stats()
+    x = torch.randn(8, 3, 2, 6, 6, generator=rng).to(device)
+    expected = model(x)
     out = torch.compile(fresh, fullgraph=True)(x)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)

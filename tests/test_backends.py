@@ -1,11 +1,12 @@
-"""The compiled CPU backend against the reference: functional ops and the whole module, forward and
-backward, across segment counts, kernel sizes, splits, spatial sizes, ranks, layouts and dtypes."""
+"""Each compiled backend against the reference (on the CPU, in float64): functional ops and the whole
+module, forward and backward, across segment counts, kernel sizes, splits, spatial sizes, ranks,
+layouts and dtypes."""
 import pytest
 import torch
 
 import dsa_ops
 from dsa_ops import reference
-from helpers import LAYOUTS, assert_close, make_input, module_pair
+from helpers import DEVICE_OF, LAYOUTS, assert_close, make_input, module_pair
 
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -19,19 +20,20 @@ def run_module(module, x, grad):
     return y.detach(), x.grad, [p.grad for p in module.parameters()]
 
 
-def check_module(rng, *, videos=2, channels=16, num_segments=4, kernel_size=3, split=0.25, identity=False,
+def check_module(rng, backend, *, videos=2, channels=16, num_segments=4, kernel_size=3, split=0.25, identity=False,
                  tail=(3, 5, 5), layout="contiguous", dtype=torch.float32, training=True):
-    fused, ref = module_pair(channels, rng, U_segment=num_segments, kernel_size=kernel_size,
+    fused, ref = module_pair(channels, rng, backend, U_segment=num_segments, kernel_size=kernel_size,
                              padding=(kernel_size - 1) // 2, split_ratio=split, with_identity=identity)
     fused.train(training)
     ref.train(training)
     if dtype != torch.float64:
         fused.float()
     shape = (videos * num_segments, channels, *tail)
-    x = make_input(shape, dtype, layout, rng)
-    grad = make_input(shape, dtype, layout, rng)
+    device = DEVICE_OF[backend]
+    x = make_input(shape, dtype, layout, rng, device=device)
+    grad = make_input(shape, dtype, layout, rng, device=device)
     y, gx, gparams = run_module(fused, x, grad)
-    y_ref, gx_ref, gparams_ref = run_module(ref, x.double(), grad.double())
+    y_ref, gx_ref, gparams_ref = run_module(ref, x.cpu().double(), grad.cpu().double())
     assert y.dtype == dtype and y.shape == x.shape and gx.dtype == dtype
     assert_close(y, y_ref, dtype)
     assert_close(gx, gx_ref, dtype)
@@ -39,70 +41,71 @@ def check_module(rng, *, videos=2, channels=16, num_segments=4, kernel_size=3, s
     for g, g_ref in zip(gparams, gparams_ref):
         assert_close(g, g_ref, torch.float64 if dtype == torch.float64 else torch.float32, scale=10)
     for name, buf in fused.generate[1].named_buffers():
-        assert_close(buf.double(), ref.generate[1].get_buffer(name), torch.float64 if dtype == torch.float64
+        assert_close(buf.cpu().double(), ref.generate[1].get_buffer(name), torch.float64 if dtype == torch.float64
                      else torch.float32)
 
 
 @pytest.mark.parametrize("num_segments", [1, 2, 3, 4, 8])
 @pytest.mark.parametrize("kernel_size", [1, 3, 5, 7])
-def test_segments_and_kernel_sizes(rng, num_segments, kernel_size):
-    check_module(rng, num_segments=num_segments, kernel_size=kernel_size, videos=3)
+def test_segments_and_kernel_sizes(rng, backend, num_segments, kernel_size):
+    check_module(rng, backend, num_segments=num_segments, kernel_size=kernel_size, videos=3)
 
 
 @pytest.mark.parametrize("split", [1 / 8, 1 / 4, 1.0])
 @pytest.mark.parametrize("identity", [False, True])
 @pytest.mark.parametrize("tail", [(1, 1), (7, 7), (13, 1), (1, 1, 1), (2, 7, 7), (1, 13, 1)], ids=str)
-def test_splits_identity_spatial_sizes(rng, split, identity, tail):
-    check_module(rng, split=split, identity=identity, tail=tail, channels=16)
+def test_splits_identity_spatial_sizes(rng, backend, split, identity, tail):
+    check_module(rng, backend, split=split, identity=identity, tail=tail, channels=16)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("rank", [4, 5])
 @pytest.mark.parametrize("training", [True, False])
-def test_layouts(rng, layout, rank, training):
-    check_module(rng, layout=layout, tail=(3, 5, 5) if rank == 5 else (5, 6), training=training)
+def test_layouts(rng, backend, layout, rank, training):
+    check_module(rng, backend, layout=layout, tail=(3, 5, 5) if rank == 5 else (5, 6), training=training)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_dtypes(rng, dtype, training, layout):
-    check_module(rng, dtype=dtype, training=training, layout=layout, channels=32)
+def test_dtypes(rng, backend, dtype, training, layout):
+    check_module(rng, backend, dtype=dtype, training=training, layout=layout, channels=32)
 
 
-def test_output_layout_follows_input(rng):
-    module = dsa_ops.DSAConv(16, split_ratio=0.25, backend="cpu")
-    x = make_input((8, 16, 2, 3, 3), layout="channels_last", generator=rng)
+def test_output_layout_follows_input(rng, backend):
+    module = dsa_ops.DSAConv(16, split_ratio=0.25, backend=backend).to(DEVICE_OF[backend])
+    x = make_input((8, 16, 2, 3, 3), layout="channels_last", generator=rng, device=DEVICE_OF[backend])
     assert module(x).is_contiguous(memory_format=torch.channels_last_3d)
     assert module(x.contiguous()).is_contiguous()
 
 
-def test_running_stats_over_steps_and_cumulative_momentum(rng):
-    fused, ref = module_pair(16, rng, split_ratio=0.5)
+def test_running_stats_over_steps_and_cumulative_momentum(rng, backend):
+    fused, ref = module_pair(16, rng, backend, split_ratio=0.5)
     for bn in (fused.generate[1], ref.generate[1]):
         bn.momentum = None
     for _ in range(3):
         x = make_input((8, 16, 5, 5), torch.float64, generator=rng)
-        fused(x)
+        fused(x.to(DEVICE_OF[backend]))
         ref(x)
     for name, buf in ref.generate[1].named_buffers():
-        torch.testing.assert_close(fused.generate[1].get_buffer(name), buf, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(fused.generate[1].get_buffer(name).cpu(), buf, rtol=1e-12, atol=1e-12)
     assert int(fused.generate[1].num_batches_tracked) == 3
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("identity", [False, True])
-def test_dsa_aggregate(rng, layout, dtype, identity):
-    x = make_input((12, 10, 2, 3, 4), dtype, layout, rng, requires_grad=True)
-    weight = torch.rand(3, 6, 5, generator=rng, dtype=torch.float64).to(dtype).requires_grad_(True)
-    grad = make_input(x.shape, dtype, layout, rng)
-    y = dsa_ops.dsa_aggregate(x, weight, 4, identity, backend="cpu")
+def test_dsa_aggregate(rng, backend, layout, dtype, identity):
+    device = DEVICE_OF[backend]
+    x = make_input((12, 10, 2, 3, 4), dtype, layout, rng, requires_grad=True, device=device)
+    weight = torch.rand(3, 6, 5, generator=rng, dtype=torch.float64).to(device, dtype).requires_grad_(True)
+    grad = make_input(x.shape, dtype, layout, rng, device=device)
+    y = dsa_ops.dsa_aggregate(x, weight, 4, identity, backend=backend)
     y.backward(grad)
-    x64 = x.detach().double().requires_grad_(True)
-    w64 = weight.detach().double().requires_grad_(True)
+    x64 = x.detach().cpu().double().requires_grad_(True)
+    w64 = weight.detach().cpu().double().requires_grad_(True)
     y_ref = reference.aggregate(x64, w64, 4, identity)
-    y_ref.backward(grad.double())
+    y_ref.backward(grad.cpu().double())
     assert y.dtype == dtype
     assert_close(y, y_ref, dtype)
     assert_close(x.grad, x64.grad, dtype)
@@ -112,15 +115,15 @@ def test_dsa_aggregate(rng, layout, dtype, identity):
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("channels", [1, 7, 10])
-def test_segment_pool(rng, layout, dtype, channels):
-    x = make_input((9, 10, 7, 7), dtype, layout, rng, requires_grad=True)
-    pooled = dsa_ops.segment_pool(x, 3, channels, backend="cpu")
+def test_segment_pool(rng, backend, layout, dtype, channels):
+    x = make_input((9, 10, 7, 7), dtype, layout, rng, requires_grad=True, device=DEVICE_OF[backend])
+    pooled = dsa_ops.segment_pool(x, 3, channels, backend=backend)
     assert pooled.shape == (3, channels, 3)
     assert pooled.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
-    x64 = x.detach().double().requires_grad_(True)
+    x64 = x.detach().cpu().double().requires_grad_(True)
     expected = reference.segment_pool(x64, 3, channels)
     grad = torch.randn(pooled.shape, generator=rng, dtype=torch.float64)
-    pooled.backward(grad.to(pooled.dtype))
+    pooled.backward(grad.to(pooled.device, pooled.dtype))
     expected.backward(grad)
     assert_close(pooled, expected, torch.float64 if dtype == torch.float64 else torch.float32)
     assert_close(x.grad, x64.grad, dtype)
@@ -143,11 +146,11 @@ def test_thread_count_does_not_change_results(rng):
 
 @pytest.mark.parametrize("layout,copies", [("contiguous", 0), ("channels_last", 0), ("channel_slice", 0),
                                            ("row_stride", 0), ("spatial_slice", 1)])
-def test_inputs_are_read_in_place(rng, layout, copies):
+def test_inputs_are_read_in_place(rng, backend, layout, copies):
     """Only inputs whose spatial dims do not flatten to one stride are copied (once, per op call)."""
-    x = make_input((8, 12, 2, 3, 5), layout=layout, generator=rng)
-    weight = torch.rand(2, 6, 3, generator=rng)
+    x = make_input((8, 12, 2, 3, 5), layout=layout, generator=rng, device=DEVICE_OF[backend])
+    weight = torch.rand(2, 6, 3, generator=rng).to(x.device)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True) as prof:
-        dsa_ops.dsa_aggregate(x, weight, 4, backend="cpu")
+        dsa_ops.dsa_aggregate(x, weight, 4, backend=backend)
     clones = [e.input_shapes for e in prof.events() if e.name == "aten::clone"]
     assert sum(shapes[0] == list(x.shape) for shapes in clones) == copies, clones

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The one prepared check for a GPU machine: build in place for the visible GPU, run the whole test suite
+# with the GPU (and slow) tests, compute-sanitizer memcheck + racecheck on a small case, the benchmark's
+# paper preset on CUDA. Writes (at most 8 files) under $OUT and prints a summary table last.
+#   OUT=/tmp/out scripts/gpu_check.sh          (PYTHON=python3 by default)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT="${OUT:-gpu_check_out}"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT"
+export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')}"
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+declare -A result seconds
+
+step() {  # step NAME LOG COMMAND...: runs the command, its output into LOG, records status and time
+  local name=$1 log=$2
+  shift 2
+  local start=$SECONDS
+  "$@" >"$log" 2>&1
+  local rc=$?
+  seconds[$name]=$((SECONDS - start))
+  result[$name]=$([ $rc -eq 0 ] && echo pass || echo "FAIL (rc=$rc)")
+  echo "== $name: ${result[$name]} in ${seconds[$name]}s (log: $log)"
+}
+
+step build "$OUT/build.log" $PY setup.py build_ext --inplace
+$PY -m dsa_ops.info >"$OUT/info.txt" 2>&1
+step tests "$OUT/pytest.log" env DSA_OPS_RUN_SLOW=1 $PY -m pytest tests -q -rs -p no:cacheprovider
+sanitize() {
+  compute-sanitizer --tool memcheck --leak-check full --error-exitcode 1 $PY scripts/sanitize_case.py &&
+    compute-sanitizer --tool racecheck --error-exitcode 1 $PY scripts/sanitize_case.py
+}
+step sanitizer "$OUT/sanitizer.log" sanitize
+step bench "$OUT/bench.log" timeout 240 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
+  --dtypes float32,bfloat16 --out "$OUT"
+
+echo
+echo "device: $($PY -c 'import torch; print(torch.cuda.get_device_name())')  arch: $TORCH_CUDA_ARCH_LIST"
+echo "tests: $(grep -E '(passed|failed|error)' "$OUT/pytest.log" | tail -1)"
+[ -f "$OUT/bench.csv" ] && $PY - "$OUT/bench.csv" <<'PYEOF'
+import csv, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["provider"] == "dsa_ops"]
+print("dsa_ops time as a multiple of x.clone():")
+for r in rows:
+    print(f"  {r['case']:<11} split {r['split']:<5} {r['dtype']:<8} {r['mode']:<4} {r['x_clone']:>6}x clone  "
+          f"{r['vs_eager']:>7} vs eager")
+PYEOF
+printf '%-10s %-14s %s\n' step result seconds
+for name in build tests sanitizer bench; do printf '%-10s %-14s %s\n' "$name" "${result[$name]}" "${seconds[$name]}"; done
+for name in build tests sanitizer bench; do [ "${result[$name]}" = pass ] || exit 1; done
