@@ -1,4 +1,5 @@
 """The single backend choice: explicit backends, $DSA_OPS_BACKEND, auto with a one-time warning."""
+import os
 import warnings
 
 import pytest
@@ -50,3 +51,10 @@ def test_backend_status_reports_every_backend():
     assert status["cpu"] is None and status["reference"] is None
     if not torch.cuda.is_available():
         assert status["cuda"] is not None
+
+
+@pytest.mark.skipif(os.environ.get("DSA_OPS_FORCE_CUDA") != "1", reason="only when the build was forced to CUDA")
+def test_forced_cuda_build_registered_cuda_kernels():
+    for op in ("segment_pool", "segment_pool_backward", "aggregate", "aggregate_grad_input", "aggregate_grad_weight",
+               "dsa_forward", "dsa_backward"):
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"dsa_ops::{op}", "CUDA"), op
