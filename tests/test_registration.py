@@ -96,3 +96,11 @@ def test_compile_inductor_fullgraph(rng, backend):
     expected = model(x)
     out = torch.compile(fresh, fullgraph=True)(x)
     torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_compile_fullgraph_with_auto_backend(rng):
+    """backend="auto" is resolved at trace time ($DSA_OPS_BACKEND included) without breaking the graph."""
+    module = dsa_ops.DSAConv(16, split_ratio=0.25)
+    x = torch.randn(8, 16, 4, 4, generator=rng)
+    expected = module.eval()(x)
+    torch.testing.assert_close(torch.compile(module, fullgraph=True, backend="aot_eager")(x), expected)
