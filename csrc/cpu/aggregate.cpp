@@ -12,9 +12,27 @@ namespace dsa_ops::cpu {
 
 namespace {
 
-void copy_passthrough(at::Tensor& out, const at::Tensor& in, int64_t channels) {
-  const int64_t rest = in.size(1) - channels;
-  if (rest > 0) out.narrow(1, channels, rest).copy_(in.narrow(1, channels, rest));
+// out[:, C':] = in[:, C':], one read and one write, line by line in parallel over rows.
+template <typename scalar_t>
+void copy_passthrough(const at::Tensor& in, at::Tensor& out, int64_t channels) {
+  if (channels == in.size(1)) return;
+  const auto is = plane_strides(in);
+  const auto os = plane_strides(out);
+  const bool along_channels = lines_along_channels(is);
+  const int64_t in_step = line_stride(is, along_channels);
+  const int64_t out_step = line_stride(os, along_channels);
+  const scalar_t* src = in.const_data_ptr<scalar_t>();
+  scalar_t* dst = out.mutable_data_ptr<scalar_t>();
+  parallel_over_rows(in.size(0), channels, in.size(1), spatial_size(in), along_channels,
+                     [&](int64_t row, const Line& line) {
+                       const scalar_t* from = src + offset(is, row, line.channel, line.s);
+                       scalar_t* to = dst + offset(os, row, line.channel, line.s);
+                       if (in_step == 1 && out_step == 1) {
+                         std::copy(from, from + line.length, to);
+                       } else {
+                         for (int64_t i = 0; i < line.length; ++i) to[i * out_step] = from[i * in_step];
+                       }
+                     });
 }
 
 // y = sum_k weight[k] * x[u + k - P] (+ x when identity) (+ grad_pooled / S when given) on the first C'
@@ -74,8 +92,8 @@ at::Tensor aggregate_lines(const at::Tensor& x, const at::Tensor& weight, int64_
         }
       });
     });
+    copy_passthrough<scalar_t>(x, y, channels);
   });
-  copy_passthrough(y, x, channels);
   return y;
 }
 

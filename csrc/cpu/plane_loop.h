@@ -58,6 +58,22 @@ inline void parallel_over_channel_blocks(int64_t videos, int64_t channels, bool 
   });
 }
 
+// f(row, line) over every row and the plane positions of channels [c0, c1), in parallel over rows;
+// lines along s are whole channels here (no accumulation buffer bounds them).
+template <typename F>
+inline void parallel_over_rows(int64_t rows, int64_t c0, int64_t c1, int64_t spatial, bool along_channels,
+                               const F& f) {
+  at::parallel_for(0, rows, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      if (along_channels) {
+        for (int64_t s = 0; s < spatial; ++s) f(row, Line{c0, s, c1 - c0});
+      } else {
+        for (int64_t c = c0; c < c1; ++c) f(row, Line{c, 0, spatial});
+      }
+    }
+  });
+}
+
 // The range of k for which segment u + k - P lies inside [0, U).
 struct TapRange {
   int64_t begin;
