@@ -2,6 +2,8 @@
 Each message names the argument and the values it may take."""
 import torch
 
+from ._layout import accumulate_dtype
+
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
@@ -45,10 +47,6 @@ def check_aggregate_weight(weight, x, num_segments):
                          f"got {weight.shape[0]}")
     check_channels(x, weight.shape[1], "weight.size(1) (C')")
     check_kernel_size(weight.shape[2], "weight.size(2) (K)")
-
-
-def accumulate_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def check_parameter(p, x, name):

@@ -14,13 +14,14 @@ double inputs):
                                                  -> (grad_x, grad_w1, grad_bn_w, grad_bn_b, grad_w2)
 """
 import os
+import types
 import warnings
 
 import torch
 import torch.nn.functional as F
 
 from . import reference
-from ._validation import accumulate_dtype
+from ._layout import accumulate_dtype, empty_output
 
 try:
     from . import _C  # noqa: F401  (registers the ops)
@@ -29,11 +30,47 @@ try:
 except ImportError as error:
     EXTENSION_ERROR = f"{type(error).__name__}: {error}"
 
+MIN_TRITON = (3, 0)
+try:
+    import triton
+
+    if tuple(int(p) for p in triton.__version__.split(".")[:2]) < MIN_TRITON:
+        raise ImportError(f"triton {triton.__version__} is older than {'.'.join(map(str, MIN_TRITON))}")
+    from .triton import op_bodies as _triton_bodies
+
+    TRITON_ERROR = None
+except Exception as error:  # missing, too old or broken: the backend is reported unavailable
+    TRITON_ERROR = f"{type(error).__name__}: {error}"
+
+# The op schemas, as csrc/dsa_ops.cpp defines them; the Triton backend defines the same ops under
+# the prefix "triton_" (tests check the two tables agree).
+SCHEMAS = {
+    "segment_pool": "(Tensor x, int num_segments, int channels) -> Tensor",
+    "segment_pool_backward": "(Tensor grad_pooled, Tensor x, int num_segments) -> Tensor",
+    "aggregate": "(Tensor x, Tensor weight, int num_segments, bool identity) -> Tensor",
+    "aggregate_grad_input": "(Tensor grad_y, Tensor weight, Tensor? grad_pooled, int num_segments, bool identity) "
+                            "-> Tensor",
+    "aggregate_grad_weight": "(Tensor grad_y, Tensor x, int num_segments, int channels, int kernel_size) -> Tensor",
+    "dsa_forward": "(Tensor x, Tensor first_weight, Tensor bn_weight, Tensor bn_bias, Tensor running_mean, "
+                   "Tensor running_var, Tensor second_weight, int num_segments, int channels, bool training, "
+                   "float eps, bool identity) -> (Tensor, Tensor, Tensor, Tensor)",
+    "dsa_backward": "(Tensor grad_y, Tensor x, Tensor pooled, Tensor mean, Tensor var, Tensor first_weight, "
+                    "Tensor bn_weight, Tensor bn_bias, Tensor second_weight, int num_segments, bool training, "
+                    "float eps, bool identity) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
+}
+TRITON_PREFIX = "triton_"
+
 BACKENDS = ("auto", "cpu", "cuda", "triton", "reference")
 ENV_BACKEND = "DSA_OPS_BACKEND"
 _PREFERENCE = {"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")}
-_DEVICE_OF_BACKEND = {"cpu": "cpu", "cuda": "cuda", "triton": "cuda"}
 _warned_fallbacks = set()
+
+
+def _device_of_backend(backend):
+    """The device type a backend runs on; Triton's interpreter (TRITON_INTERPRET=1) runs on CPU tensors."""
+    if backend == "triton":
+        return "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
+    return {"cpu": "cpu", "cuda": "cuda"}.get(backend)
 
 
 def _has_kernel(op, dispatch_key):
@@ -51,7 +88,12 @@ def backend_status():
         status["cuda"] = "no CUDA device is visible"
     else:
         status["cuda"] = None
-    status["triton"] = "not implemented yet"
+    if TRITON_ERROR is not None:
+        status["triton"] = f"triton is not usable ({TRITON_ERROR})"
+    elif _device_of_backend("triton") == "cuda" and not torch.cuda.is_available():
+        status["triton"] = "no CUDA device is visible (TRITON_INTERPRET=1 runs it on CPU tensors)"
+    else:
+        status["triton"] = None
     return {name: status[name] for name in BACKENDS[1:]}
 
 
@@ -68,7 +110,7 @@ def resolve_backend(requested, device_type):
             raise ValueError(f"${ENV_BACKEND} must be one of {BACKENDS}, got {requested!r}")
     status = backend_status()
     if requested != "auto":
-        wanted_device = _DEVICE_OF_BACKEND.get(requested, device_type)
+        wanted_device = _device_of_backend(requested) or device_type
         if wanted_device != device_type:
             raise RuntimeError(f"backend={requested!r} runs on {wanted_device} tensors, got a {device_type} tensor")
         if status[requested] is not None:
@@ -83,17 +125,6 @@ def resolve_backend(requested, device_type):
     return chosen
 
 
-def empty_output(x, dtype=None):
-    """An uninitialised x-shaped tensor laid out as the compiled ops lay out their outputs."""
-    memory_format = torch.contiguous_format
-    if not x.is_contiguous():
-        if x.dim() == 5 and x.is_contiguous(memory_format=torch.channels_last_3d):
-            memory_format = torch.channels_last_3d
-        elif x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
-            memory_format = torch.channels_last
-    return torch.empty(x.shape, dtype=dtype or x.dtype, device=x.device, memory_format=memory_format)
-
-
 def _processed_only(t, channels):
     """t with the channels from C' on set to zero (the gradients of ops that ignore them)."""
     rest = t.shape[1] - channels
@@ -102,28 +133,28 @@ def _processed_only(t, channels):
     return torch.cat([t.narrow(1, 0, channels), torch.zeros_like(t.narrow(1, channels, rest))], dim=1)
 
 
-def _register_fakes():
-    @torch.library.register_fake("dsa_ops::segment_pool")
+def _register_fakes(prefix):
+    @torch.library.register_fake(f"dsa_ops::{prefix}segment_pool")
     def _(x, num_segments, channels):
         return x.new_empty((x.shape[0] // num_segments, channels, num_segments), dtype=accumulate_dtype(x.dtype))
 
-    @torch.library.register_fake("dsa_ops::segment_pool_backward")
+    @torch.library.register_fake(f"dsa_ops::{prefix}segment_pool_backward")
     def _(grad_pooled, x, num_segments):
         return empty_output(x)
 
-    @torch.library.register_fake("dsa_ops::aggregate")
+    @torch.library.register_fake(f"dsa_ops::{prefix}aggregate")
     def _(x, weight, num_segments, identity):
         return empty_output(x)
 
-    @torch.library.register_fake("dsa_ops::aggregate_grad_input")
+    @torch.library.register_fake(f"dsa_ops::{prefix}aggregate_grad_input")
     def _(grad_y, weight, grad_pooled, num_segments, identity):
         return empty_output(grad_y)
 
-    @torch.library.register_fake("dsa_ops::aggregate_grad_weight")
+    @torch.library.register_fake(f"dsa_ops::{prefix}aggregate_grad_weight")
     def _(grad_y, x, num_segments, channels, kernel_size):
         return x.new_empty((x.shape[0] // num_segments, channels, kernel_size), dtype=accumulate_dtype(x.dtype))
 
-    @torch.library.register_fake("dsa_ops::dsa_forward")
+    @torch.library.register_fake(f"dsa_ops::{prefix}dsa_forward")
     def _(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments, channels,
           training, eps, identity):
         acc = accumulate_dtype(x.dtype)
@@ -131,15 +162,15 @@ def _register_fakes():
         pooled = x.new_empty((x.shape[0] // num_segments, channels, num_segments), dtype=acc)
         return empty_output(x), pooled, x.new_empty((hidden,), dtype=acc), x.new_empty((hidden,), dtype=acc)
 
-    @torch.library.register_fake("dsa_ops::dsa_backward")
+    @torch.library.register_fake(f"dsa_ops::{prefix}dsa_backward")
     def _(grad_y, x, pooled, mean, var, first_weight, bn_weight, bn_bias, second_weight, num_segments, training,
           eps, identity):
         return (empty_output(grad_y), torch.empty_like(first_weight), torch.empty_like(bn_weight),
                 torch.empty_like(bn_bias), torch.empty_like(second_weight))
 
 
-def _register_autograd():
-    ops = torch.ops.dsa_ops
+def _register_autograd(prefix):
+    ops = _ops_with_prefix(prefix)
 
     def save_segment_pool(ctx, inputs, output):
         x, ctx.num_segments, _ = inputs
@@ -224,31 +255,61 @@ def _register_autograd():
         raise RuntimeError("dsa_ops: double backward through the fused DSA op is not supported; "
                            "use backend='reference' for higher-order gradients")
 
-    register = torch.library.register_autograd
-    register("dsa_ops::segment_pool", segment_pool_backward, setup_context=save_segment_pool)
-    register("dsa_ops::segment_pool_backward", segment_pool_double_backward, setup_context=save_segment_pool_backward)
-    register("dsa_ops::aggregate", aggregate_backward, setup_context=save_aggregate)
-    register("dsa_ops::aggregate_grad_input", grad_input_backward, setup_context=save_grad_input)
-    register("dsa_ops::aggregate_grad_weight", grad_weight_backward, setup_context=save_grad_weight)
-    register("dsa_ops::dsa_forward", dsa_forward_backward, setup_context=save_dsa_forward)
-    register("dsa_ops::dsa_backward", dsa_double_backward, setup_context=save_nothing)
+    def register(name, backward, setup_context):
+        torch.library.register_autograd(f"dsa_ops::{prefix}{name}", backward, setup_context=setup_context)
+
+    register("segment_pool", segment_pool_backward, save_segment_pool)
+    register("segment_pool_backward", segment_pool_double_backward, save_segment_pool_backward)
+    register("aggregate", aggregate_backward, save_aggregate)
+    register("aggregate_grad_input", grad_input_backward, save_grad_input)
+    register("aggregate_grad_weight", grad_weight_backward, save_grad_weight)
+    register("dsa_forward", dsa_forward_backward, save_dsa_forward)
+    register("dsa_backward", dsa_double_backward, save_nothing)
 
 
+def _ops_with_prefix(prefix):
+    """torch.ops.dsa_ops.<prefix><name> as .<name>: the op set of one backend family."""
+    return types.SimpleNamespace(**{name: getattr(torch.ops.dsa_ops, prefix + name) for name in SCHEMAS})
+
+
+def _define_triton_ops():
+    """The dsa_ops ops again under the prefix "triton_", implemented by dsa_ops.triton (for CPU tensors
+    too, which only Triton's interpreter runs)."""
+    library = torch.library.Library("dsa_ops", "FRAGMENT")
+    for name, schema in SCHEMAS.items():
+        library.define(TRITON_PREFIX + name + schema)
+        library.impl(TRITON_PREFIX + name, getattr(_triton_bodies, name), "CompositeExplicitAutograd")
+    return library
+
+
+_OP_SETS = {}
 if EXTENSION_ERROR is None:
-    _register_fakes()
-    _register_autograd()
+    _register_fakes("")
+    _register_autograd("")
+    _OP_SETS["compiled"] = _ops_with_prefix("")
+if TRITON_ERROR is None:
+    _triton_library = _define_triton_ops()
+    _register_fakes(TRITON_PREFIX)
+    _register_autograd(TRITON_PREFIX)
+    _OP_SETS["triton"] = _ops_with_prefix(TRITON_PREFIX)
+
+
+def _op_set(backend):
+    return _OP_SETS["triton" if backend == "triton" else "compiled"]
 
 
 def segment_pool(x, num_segments, channels, backend):
-    if resolve_backend(backend, x.device.type) == "reference":
+    chosen = resolve_backend(backend, x.device.type)
+    if chosen == "reference":
         return reference.segment_pool(x, num_segments, channels).to(accumulate_dtype(x.dtype))
-    return torch.ops.dsa_ops.segment_pool(x, num_segments, channels)
+    return _op_set(chosen).segment_pool(x, num_segments, channels)
 
 
 def aggregate(x, weight, num_segments, identity, backend):
-    if resolve_backend(backend, x.device.type) == "reference":
+    chosen = resolve_backend(backend, x.device.type)
+    if chosen == "reference":
         return reference.aggregate(x, weight, num_segments, identity)
-    return torch.ops.dsa_ops.aggregate(x, weight, num_segments, identity)
+    return _op_set(chosen).aggregate(x, weight, num_segments, identity)
 
 
 def _reference_module(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
@@ -276,7 +337,8 @@ def dsa_module(x, first_weight, bn_weight, bn_bias, running_mean, running_var, s
     statistics used (biased batch variance in training), for the caller's running-stat update."""
     args = (x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments, channels,
             training, eps, identity)
-    if resolve_backend(backend, x.device.type) == "reference":
+    chosen = resolve_backend(backend, x.device.type)
+    if chosen == "reference":
         return _reference_module(*args)
-    y, _, mean, var = torch.ops.dsa_ops.dsa_forward(*args)
+    y, _, mean, var = _op_set(chosen).dsa_forward(*args)
     return y, mean, var

@@ -5,16 +5,17 @@ import torch
 
 import dsa_ops
 
-DEVICE_OF = {"cpu": "cpu", "cuda": "cuda"}
+# The device each kernel backend runs on here (Triton's interpreter runs on CPU tensors).
+DEVICE_OF = {name: dsa_ops.ops._device_of_backend(name) for name in ("cpu", "cuda", "triton")}
 
 
 def backend_param(name):
-    """pytest.param for a compiled backend, skipped with the reason when it cannot run here."""
+    """pytest.param for a kernel backend, skipped with the reason when it cannot run here."""
     problem = dsa_ops.backend_status()[name]
     return pytest.param(name, marks=pytest.mark.skipif(problem is not None, reason=f"{name} backend: {problem}"))
 
 
-COMPILED_BACKENDS = [backend_param(name) for name in DEVICE_OF]
+KERNEL_BACKENDS = [backend_param(name) for name in DEVICE_OF]
 
 LAYOUTS = ("contiguous", "channels_last", "channel_slice", "spatial_slice", "row_stride")
 

@@ -13,7 +13,8 @@ def test_auto_picks_the_compiled_cpu_kernel():
     assert ops.resolve_backend("auto", "cpu") == "cpu"
 
 
-def test_explicit_missing_backend_is_an_error():
+def test_explicit_missing_backend_is_an_error(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)  # without the interpreter Triton needs CUDA tensors
     with pytest.raises(RuntimeError, match="backend='triton' runs on cuda tensors, got a cpu tensor"):
         dsa_ops.DSAConv(16, split_ratio=0.5, backend="triton")(torch.randn(8, 16, 3, 3))
     with pytest.raises(RuntimeError, match="backend='cuda' runs on cuda tensors"):
@@ -58,3 +59,12 @@ def test_forced_cuda_build_registered_cuda_kernels():
     for op in ("segment_pool", "segment_pool_backward", "aggregate", "aggregate_grad_input", "aggregate_grad_weight",
                "dsa_forward", "dsa_backward"):
         assert torch._C._dispatch_has_kernel_for_dispatch_key(f"dsa_ops::{op}", "CUDA"), op
+
+
+def test_python_schemas_match_the_compiled_ops():
+    """ops.SCHEMAS (used to define the Triton ops) agrees with csrc/dsa_ops.cpp, op by op."""
+    for name, schema in ops.SCHEMAS.items():
+        if ops.EXTENSION_ERROR is None:
+            assert str(getattr(torch.ops.dsa_ops, name).default._schema) == f"dsa_ops::{name}{schema}"
+        if ops.TRITON_ERROR is None:
+            assert str(getattr(torch.ops.dsa_ops, "triton_" + name).default._schema) == f"dsa_ops::triton_{name}{schema}"

@@ -4,9 +4,9 @@ import torch
 
 import dsa_ops
 from dsa_ops import reference
-from helpers import COMPILED_BACKENDS, assert_close, make_input, randomize_generator
+from helpers import KERNEL_BACKENDS, assert_close, make_input, randomize_generator
 
-pytestmark = [p.marks[0] for p in COMPILED_BACKENDS if p.values == ("cuda",)]
+pytestmark = [p.marks[0] for p in KERNEL_BACKENDS if p.values == ("cuda",)]
 
 
 def test_cuda_graph_capture_and_replay(rng):

@@ -1,0 +1,180 @@
+"""Triton kernels of the DSA ops: the kernel table of csrc/ops.h (pool, pool_backward, aggregate with
+grad_input as its tap-reversed twin, grad_weight), on (rows, C, S) planes from _layout.readable_input.
+
+Launch parameters follow a documented heuristic, not an autotuner (nothing to tune inside a CUDA-graph
+capture): each program owns a tile of BLOCK_C channels x BLOCK_S positions laid along the input's
+unit-stride axis, 4 x 256 for contiguous inputs (s fastest) and 32 x 32 for channels-last ones.
+Offsets are computed in int64 so tensors over 2^31 elements work. Values are accumulated in float32
+(float64 for double inputs)."""
+import torch
+import triton
+import triton.language as tl
+
+from .._layout import accumulate_dtype, empty_output, plane_strides, spatial_size
+
+
+def _tile(strides):
+    """(BLOCK_C, BLOCK_S) for a plane with (row, channel, spatial) strides."""
+    return (32, 32) if strides[2] != 1 else (4, 256)
+
+
+def _acc(dtype):
+    return tl.float64 if accumulate_dtype(dtype) == torch.float64 else tl.float32
+
+
+@triton.jit
+def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments, scale,
+                 ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    # Memory plan: reads the C' channels of one row once, writes C' means. Grid: (rows, C' tiles).
+    row = tl.program_id(0).to(tl.int64)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    c_mask = c < channels
+    base = x_ptr + row * x_row + c[:, None] * x_ch
+    total = tl.zeros((BLOCK_C,), dtype=ACC)
+    for s0 in range(0, spatial, BLOCK_S):
+        s = (s0 + tl.arange(0, BLOCK_S)).to(tl.int64)
+        mask = c_mask[:, None] & (s < spatial)[None, :]
+        values = tl.load(base + s[None, :] * x_sp, mask=mask).to(ACC)
+        total += tl.sum(tl.where(mask, values, 0.0), axis=1)
+    video = row // num_segments
+    tl.store(out_ptr + (video * channels + c) * num_segments + row % num_segments, total * scale, mask=c_mask)
+
+
+@triton.jit
+def _pool_backward_kernel(grad_ptr, out_ptr, o_row, o_ch, o_sp, channels, spatial, num_segments, scale,
+                          ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    # Memory plan: reads (N, C', U) gradients, writes the C' channels of grad_x once.
+    # Grid: (N, C' tiles, S tiles).
+    video = tl.program_id(0).to(tl.int64)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    s = (tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)).to(tl.int64)
+    c_mask = c < channels
+    mask = c_mask[:, None] & (s < spatial)[None, :]
+    position = c[:, None] * o_ch + s[None, :] * o_sp
+    for u in range(0, num_segments):
+        grad = tl.load(grad_ptr + (video * channels + c) * num_segments + u, mask=c_mask).to(ACC)
+        values = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC) + grad[:, None] * scale
+        tl.store(out_ptr + (video * num_segments + u) * o_row + position, values.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels, spatial,
+                      num_segments, kernel_size, pooled_scale, IDENTITY: tl.constexpr, HAS_POOLED: tl.constexpr,
+                      ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    # y[u] = sum_k w[k] * x[u + k - P] (+ x[u]) (+ pooled[u] / S) on a (video, channel tile, s tile).
+    # Memory plan: the program steps through the U rows of its video; the K taps of a row were loaded
+    # for the previous rows and come from cache, so x's C' channels are read once from DRAM and y's
+    # written once. Grid: (N, C' tiles, S tiles).
+    video = tl.program_id(0).to(tl.int64)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    s = (tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)).to(tl.int64)
+    c_mask = c < channels
+    mask = c_mask[:, None] & (s < spatial)[None, :]
+    x_pos = c[:, None] * x_ch + s[None, :] * x_sp
+    y_pos = c[:, None] * y_ch + s[None, :] * y_sp
+    pair = video * channels + c
+    first = video * num_segments
+    pad = (kernel_size - 1) // 2
+    for u in range(0, num_segments):
+        acc = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
+        for k in range(0, kernel_size):
+            v = u + k - pad
+            valid = (v >= 0) & (v < num_segments)
+            w = tl.load(w_ptr + pair * kernel_size + k, mask=c_mask & valid).to(ACC)
+            values = tl.load(x_ptr + (first + v) * x_row + x_pos, mask=mask & valid).to(ACC)
+            acc += tl.where(mask & valid, w[:, None] * values, 0.0)
+        if IDENTITY:
+            acc += tl.where(mask, tl.load(x_ptr + (first + u) * x_row + x_pos, mask=mask).to(ACC), 0.0)
+        if HAS_POOLED:
+            grad = tl.load(pooled_ptr + pair * num_segments + u, mask=c_mask).to(ACC)
+            acc += grad[:, None] * pooled_scale
+        tl.store(y_ptr + (first + u) * y_row + y_pos, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _grad_weight_kernel(dy_ptr, x_ptr, out_ptr, g_row, g_ch, g_sp, x_row, x_ch, x_sp, channels, spatial,
+                        num_segments, kernel_size, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
+                        BLOCK_S: tl.constexpr, BLOCK_K: tl.constexpr):
+    # out[n, c, k] = sum over U and S of dy[u] * x[u + k - P]. Memory plan: reads the C' channels of dy
+    # and x once from DRAM (a row's K taps come from cache), writes (N, C', K). One program per
+    # (video, channel tile) adds in a fixed order: deterministic. Grid: (N, C' tiles).
+    video = tl.program_id(0).to(tl.int64)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    c_mask = c < channels
+    taps = tl.arange(0, BLOCK_K)
+    first = video * num_segments
+    pad = (kernel_size - 1) // 2
+    acc = tl.zeros((BLOCK_C, BLOCK_K), dtype=ACC)
+    for s0 in range(0, spatial, BLOCK_S):
+        s = (s0 + tl.arange(0, BLOCK_S)).to(tl.int64)
+        mask = c_mask[:, None] & (s < spatial)[None, :]
+        g_pos = c[:, None] * g_ch + s[None, :] * g_sp
+        x_pos = c[:, None] * x_ch + s[None, :] * x_sp
+        for u in range(0, num_segments):
+            dy = tl.where(mask, tl.load(dy_ptr + (first + u) * g_row + g_pos, mask=mask).to(ACC), 0.0)
+            for k in range(0, kernel_size):
+                v = u + k - pad
+                valid = (v >= 0) & (v < num_segments)
+                values = tl.load(x_ptr + (first + v) * x_row + x_pos, mask=mask & valid).to(ACC)
+                partial = tl.sum(tl.where(mask & valid, dy * values, 0.0), axis=1)
+                acc += tl.where(taps[None, :] == k, partial[:, None], 0.0)
+    out = out_ptr + (video * channels + c)[:, None] * kernel_size + taps[None, :]
+    tl.store(out, acc, mask=c_mask[:, None] & (taps < kernel_size)[None, :])
+
+
+def pool(x, num_segments, channels):
+    rows = x.shape[0]
+    out = torch.empty((rows // num_segments, channels, num_segments), dtype=accumulate_dtype(x.dtype), device=x.device)
+    strides = plane_strides(x)
+    block_c, block_s = _tile(strides)
+    spatial = spatial_size(x)
+    if out.numel():
+        _pool_kernel[(rows, triton.cdiv(channels, block_c))](
+            x, out, *strides, channels, spatial, num_segments, 1.0 / spatial, ACC=_acc(x.dtype), BLOCK_C=block_c,
+            BLOCK_S=block_s)
+    return out
+
+
+def pool_backward(grad_pooled, x, num_segments):
+    videos, channels = grad_pooled.shape[:2]
+    spatial = spatial_size(x)
+    grad_x = empty_output(x)
+    strides = plane_strides(grad_x)
+    block_c, block_s = _tile(strides)
+    if grad_x.numel():
+        grid = (videos, triton.cdiv(channels, block_c), triton.cdiv(spatial, block_s))
+        _pool_backward_kernel[grid](grad_pooled, grad_x, *strides, channels, spatial, num_segments, 1.0 / spatial,
+                                    ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s)
+    grad_x.narrow(1, channels, x.shape[1] - channels).zero_()
+    return grad_x
+
+
+def aggregate(x, weight, num_segments, identity, grad_pooled=None):
+    """The C' = weight.size(1) channels aggregated (+ grad_pooled / S when given), the others copied.
+    grad_input is this on grad_y with weight.flip(2)."""
+    videos, channels, kernel_size = weight.shape
+    spatial = spatial_size(x)
+    y = empty_output(x)
+    x_strides, y_strides = plane_strides(x), plane_strides(y)
+    block_c, block_s = _tile(x_strides)
+    if y.numel():
+        grid = (videos, triton.cdiv(channels, block_c), triton.cdiv(spatial, block_s))
+        pooled = weight if grad_pooled is None else grad_pooled
+        _aggregate_kernel[grid](x, y, weight, pooled, *x_strides, *y_strides, channels, spatial, num_segments,
+                                kernel_size, 1.0 / spatial, IDENTITY=bool(identity), HAS_POOLED=grad_pooled is not None,
+                                ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s)
+    rest = x.shape[1] - channels
+    y.narrow(1, channels, rest).copy_(x.narrow(1, channels, rest))
+    return y
+
+
+def grad_weight(grad_y, x, num_segments, channels, kernel_size):
+    videos = x.shape[0] // num_segments
+    out = torch.empty((videos, channels, kernel_size), dtype=accumulate_dtype(x.dtype), device=x.device)
+    x_strides = plane_strides(x)
+    block_c, block_s = _tile(x_strides)
+    if out.numel():
+        _grad_weight_kernel[(videos, triton.cdiv(channels, block_c))](
+            grad_y, x, out, *plane_strides(grad_y), *x_strides, channels, spatial_size(x), num_segments, kernel_size,
+            ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s, BLOCK_K=triton.next_power_of_2(kernel_size))
+    return out
