@@ -2,7 +2,8 @@
 (the memory floor of an out-of-place pass), and its speedup over eager PyTorch.
 
 Providers: reference (the paper module in eager PyTorch), compile (torch.compile of the reference),
-dsa_ops (DSAConv on the compiled kernel for the device), clone (the yardstick).
+cpu / cuda / triton (DSAConv on that backend), clone (the yardstick, always timed). By default every
+backend usable on the device runs.
 Modes: fwd (training-mode forward), full (forward + backward).
 
     python -m benchmarks.bench_dsa [--device cpu|cuda] [--dtypes float32,bfloat16] [--preset paper|quick]
@@ -19,7 +20,8 @@ import torch
 import dsa_ops
 from benchmarks.timing import measure
 
-PROVIDERS = ("reference", "compile", "dsa_ops")
+BACKEND_PROVIDERS = ("cpu", "cuda", "triton")
+PROVIDERS = ("reference", "compile", *BACKEND_PROVIDERS)
 MODES = ("fwd", "full")
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 
@@ -60,8 +62,8 @@ PRESETS = {"paper": paper_cases, "quick": quick_cases}
 
 def build_module(provider, case, device, dtype):
     kwargs = dict(U_segment=case.segments, split_ratio=case.split)
-    if provider == "dsa_ops":
-        module = dsa_ops.DSAConv(case.channels, **kwargs)
+    if provider in BACKEND_PROVIDERS:
+        module = dsa_ops.DSAConv(case.channels, backend=provider, **kwargs)
     else:
         module = dsa_ops.DSAReference(case.channels, **kwargs)
     return module.to(device=device, dtype=dtype)
@@ -141,18 +143,25 @@ def write_results(records, out_dir, header):
         f.writelines(f"| {' | '.join(r[c] for c in COLUMNS)} |\n" for r in records)
 
 
+def default_providers(device):
+    usable = [name for name in BACKEND_PROVIDERS
+              if dsa_ops.backend_status()[name] is None and dsa_ops.ops._device_of_backend(name) == device.type]
+    return ["reference", "compile", *usable]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtypes", default="float32", help="comma-separated: float32, float64, float16, bfloat16")
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS))
-    parser.add_argument("--providers", default=",".join(PROVIDERS), help=f"comma-separated subset of {PROVIDERS}")
+    parser.add_argument("--providers", help=f"comma-separated subset of {PROVIDERS} (default: reference, compile "
+                                            "and the backends usable on the device)")
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated subset of {MODES}")
     parser.add_argument("--out", help="write bench.csv and bench.md into this directory")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     dtypes = [d for d in args.dtypes.split(",") if d]
-    providers = [p for p in args.providers.split(",") if p]
+    providers = [p for p in args.providers.split(",") if p] if args.providers else default_providers(device)
     modes = [m for m in args.modes.split(",") if m]
     choices = (("providers", PROVIDERS, providers), ("modes", MODES, modes), ("dtypes", DTYPES, dtypes))
     for name, allowed, given in choices:
@@ -160,8 +169,7 @@ def main(argv=None):
         if unknown:
             parser.error(f"unknown {name} {unknown}; choose from {allowed}")
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    header = (f"dsa_ops {dsa_ops.__version__}, torch {torch.__version__}, {name}, "
-              f"dsa_ops backend: {dsa_ops.ops.resolve_backend('auto', device.type)}")
+    header = f"dsa_ops {dsa_ops.__version__}, torch {torch.__version__}, {name}, providers: {', '.join(providers)}"
     print(header)
     print("x_clone: time as a multiple of x.clone() on the same tensor; vs_eager: speedup over the paper module "
           "in eager PyTorch")

@@ -40,11 +40,11 @@ echo "device: $($PY -c 'import torch; print(torch.cuda.get_device_name())')  arc
 echo "tests: $(grep -E '(passed|failed|error)' "$OUT/pytest.log" | tail -1)"
 [ -f "$OUT/bench.csv" ] && $PY - "$OUT/bench.csv" <<'PYEOF'
 import csv, sys
-rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["provider"] == "dsa_ops"]
-print("dsa_ops time as a multiple of x.clone():")
+rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["provider"] in ("cuda", "triton", "compile")]
+print("time as a multiple of x.clone() (and speedup over eager):")
 for r in rows:
-    print(f"  {r['case']:<11} split {r['split']:<5} {r['dtype']:<8} {r['mode']:<4} {r['x_clone']:>6}x clone  "
-          f"{r['vs_eager']:>7} vs eager")
+    print(f"  {r['provider']:<7} {r['case']:<11} split {r['split']:<5} {r['dtype']:<8} {r['mode']:<4} "
+          f"{r['x_clone']:>6}x clone  {r['vs_eager']:>7} vs eager")
 PYEOF
 printf '%-10s %-14s %s\n' step result seconds
 for name in build tests sanitizer bench; do printf '%-10s %-14s %s\n' "$name" "${result[$name]}" "${seconds[$name]}"; done
