@@ -1,8 +1,9 @@
-"""The op layer: loads the compiled extension, registers fake kernels and autograd for each op in the
-dsa_ops namespace, and holds the single backend choice. The only module that knows which backends exist.
+"""The op layer: loads the compiled extension (cpu, cuda) and the Triton backend, defines the Triton
+ops, registers fake kernels and autograd for each op in the dsa_ops namespace, and holds the single
+backend choice. The only module that knows which backends exist.
 
-Ops (torch.ops.dsa_ops.*; pooled values, kernels and generator statistics are float32, float64 for
-double inputs):
+Ops (torch.ops.dsa_ops.*, and the same under dsa_ops::triton_<name> for the Triton backend; pooled
+values, kernels and generator statistics are float32, float64 for double inputs):
   segment_pool(x, U, C')                         -> (N, C', U) means over T*H*W
   segment_pool_backward(grad_pooled, x, U)       -> x-shaped
   aggregate(x, weight, U, identity)              -> x-shaped, weight (N, C', K)
