@@ -41,6 +41,10 @@ GeneratorParams generator_params(const at::Tensor& x, int64_t num_segments, cons
           in_accumulate_dtype(bn_bias, x), in_accumulate_dtype(second_weight, x)};
 }
 
+// The transpose of aggregation is aggregation with the taps reversed: grad_x[u] = sum_k weight[k] *
+// grad_y[u - k + P] = sum_k weight[K - 1 - k] * grad_y[u + k - P].
+at::Tensor reversed_taps(const at::Tensor& weight) { return weight.flip({2}).contiguous(); }
+
 }  // namespace
 
 at::Tensor segment_pool(const SegmentKernels& kernels, const at::Tensor& x, int64_t num_segments,
@@ -64,7 +68,7 @@ at::Tensor aggregate(const SegmentKernels& kernels, const at::Tensor& x, const a
   const at::OptionalDeviceGuard device_guard(at::device_of(x));
   check_input(x, num_segments);
   check_aggregate_weight(weight, x, num_segments);
-  return kernels.aggregate(readable_input(x), in_accumulate_dtype(weight, x), num_segments, identity);
+  return kernels.aggregate(readable_input(x), in_accumulate_dtype(weight, x), num_segments, identity, std::nullopt);
 }
 
 at::Tensor aggregate_grad_input(const SegmentKernels& kernels, const at::Tensor& grad_y,
@@ -80,8 +84,8 @@ at::Tensor aggregate_grad_input(const SegmentKernels& kernels, const at::Tensor&
                       weight.size(1), ", got ", grad_pooled->size(1));
     pooled = in_accumulate_dtype(*grad_pooled, grad_y);
   }
-  return kernels.grad_input(readable_input(grad_y), in_accumulate_dtype(weight, grad_y), pooled, num_segments,
-                            identity);
+  return kernels.aggregate(readable_input(grad_y), reversed_taps(in_accumulate_dtype(weight, grad_y)), num_segments,
+                           identity, pooled);
 }
 
 at::Tensor aggregate_grad_weight(const SegmentKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x,
@@ -123,11 +127,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
     var = in_accumulate_dtype(running_var, x).clone();
   }
   auto state = generator_forward(rows, hidden, params, mean, var, eps);
-  auto y = kernels.aggregate(input, state.kernel.view({videos, channels, kernel_size}), num_segments, identity);
+  auto y = kernels.aggregate(input, state.kernel.view({videos, channels, kernel_size}), num_segments, identity,
+                             std::nullopt);
   return {y, pooled, mean, var};
 }
 
-// Memory plan (backward): grad_weight reads the C' channels of grad_y and x once; grad_input reads
+// Memory plan (backward): grad_weight reads the C' channels of grad_y and x once; aggregate reads
 // grad_y once and writes grad_x once, adding the pooled gradient (dp / S) in the same pass.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backward(
     const SegmentKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& pooled,
@@ -150,8 +155,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backw
   const auto dy = readable_input(grad_y);
   auto grad_kernel = kernels.grad_weight(dy, readable_input(x), num_segments, channels, kernel_size);
   auto grads = generator_backward(state, params, grad_kernel.view({videos * channels, kernel_size}), training);
-  auto grad_x = kernels.grad_input(dy, state.kernel.view({videos, channels, kernel_size}),
-                                   grads.pooled.view({videos, channels, num_segments}), num_segments, identity);
+  auto grad_x = kernels.aggregate(dy, reversed_taps(state.kernel.view({videos, channels, kernel_size})), num_segments,
+                                  identity, grads.pooled.view({videos, channels, num_segments}));
   return {grad_x, grads.first_weight.to(first_weight.scalar_type()), grads.bn_weight.to(bn_weight.scalar_type()),
           grads.bn_bias.to(bn_bias.scalar_type()), grads.second_weight.to(second_weight.scalar_type())};
 }

@@ -15,12 +15,11 @@ struct SegmentKernels {
   at::Tensor (*pool)(const at::Tensor& x, int64_t num_segments, int64_t channels);
   // x-shaped: grad_pooled / S on the first C' channels, zero elsewhere; x's dtype.
   at::Tensor (*pool_backward)(const at::Tensor& grad_pooled, const at::Tensor& x, int64_t num_segments);
-  // x-shaped: the first C' channels aggregated along U with weight (N, C', K) in the accumulation
-  // dtype (+ x when identity), the others copied.
-  at::Tensor (*aggregate)(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity);
-  // x-shaped: the transpose of aggregate applied to grad_y, plus grad_pooled / S when given.
-  at::Tensor (*grad_input)(const at::Tensor& grad_y, const at::Tensor& weight,
-                           const std::optional<at::Tensor>& grad_pooled, int64_t num_segments, bool identity);
+  // x-shaped: y[u] = sum_k weight[k] * x[u + k - P] (+ x[u] when identity) (+ grad_pooled[u] / S when
+  // given) on the first C' channels, weight (N, C', K) in the accumulation dtype; the others copied.
+  // The backward's grad_x is this on grad_y with the taps reversed.
+  at::Tensor (*aggregate)(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
+                          const std::optional<at::Tensor>& grad_pooled);
   // (N, C', K): sum over U and S of grad_y[u] * x[u + k - P], accumulation dtype.
   at::Tensor (*grad_weight)(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments,
                             int64_t channels, int64_t kernel_size);

@@ -36,12 +36,14 @@ void copy_passthrough(const at::Tensor& in, at::Tensor& out, int64_t channels) {
 }
 
 // y = sum_k weight[k] * x[u + k - P] (+ x when identity) (+ grad_pooled / S when given) on the first C'
-// channels, the others copied. aggregate is this; grad_input is this on grad_y with the taps reversed.
+// channels, the others copied (grad_x is this on grad_y with the taps reversed).
 // Memory plan: reads x once and writes y once. For each line position the U rows of a video are
 // stepped through together, so the K taps of a row come from L1; the other C - C' channels are
 // copied. One pass.
-at::Tensor aggregate_lines(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
-                           const std::optional<at::Tensor>& grad_pooled) {
+}  // namespace
+
+at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
+                     const std::optional<at::Tensor>& grad_pooled) {
   const int64_t videos = weight.size(0);
   const int64_t channels = weight.size(1);
   const int64_t kernel_size = weight.size(2);
@@ -95,19 +97,6 @@ at::Tensor aggregate_lines(const at::Tensor& x, const at::Tensor& weight, int64_
     copy_passthrough<scalar_t>(x, y, channels);
   });
   return y;
-}
-
-}  // namespace
-
-at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity) {
-  return aggregate_lines(x, weight, num_segments, identity, std::nullopt);
-}
-
-// The transpose of aggregate: grad_x[u] = sum_k weight[k] * grad_y[u - k + P], which is aggregate's
-// sum with the taps reversed (k -> K - 1 - k), plus the pooled gradient folded into the same pass.
-at::Tensor grad_input(const at::Tensor& grad_y, const at::Tensor& weight,
-                      const std::optional<at::Tensor>& grad_pooled, int64_t num_segments, bool identity) {
-  return aggregate_lines(grad_y, weight.flip({2}).contiguous(), num_segments, identity, grad_pooled);
 }
 
 // Memory plan: reads the C' channels of grad_y and x once each, writes (N, C', K) sums. Partial sums

@@ -1,5 +1,5 @@
-// Aggregation along the segment axis on CUDA: the forward and the grad_x kernel (one kernel, taps
-// reversed for the backward, the pooled gradient folded in).
+// Aggregation along the segment axis on CUDA: the forward, and grad_x (the same kernel with the taps
+// reversed and the pooled gradient folded in).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
@@ -48,9 +48,11 @@ void copy_passthrough(at::Tensor& out, const at::Tensor& in, int64_t channels) {
   if (rest > 0) out.narrow(1, channels, rest).copy_(in.narrow(1, channels, rest));
 }
 
+}  // namespace
+
 // The C' processed channels by aggregate_kernel, the others copied (one read, one write).
-at::Tensor aggregate_lines(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
-                           const std::optional<at::Tensor>& grad_pooled) {
+at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
+                     const std::optional<at::Tensor>& grad_pooled) {
   const int64_t videos = weight.size(0);
   const int64_t channels = weight.size(1);
   const int64_t spatial = spatial_size(x);
@@ -79,19 +81,6 @@ at::Tensor aggregate_lines(const at::Tensor& x, const at::Tensor& weight, int64_
   }
   copy_passthrough(y, x, channels);
   return y;
-}
-
-}  // namespace
-
-at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity) {
-  return aggregate_lines(x, weight, num_segments, identity, std::nullopt);
-}
-
-// The transpose of aggregate: grad_x[u] = sum_k weight[k] * grad_y[u - k + P], aggregate's sum with the
-// taps reversed (k -> K - 1 - k), plus the pooled gradient folded into the same pass.
-at::Tensor grad_input(const at::Tensor& grad_y, const at::Tensor& weight,
-                      const std::optional<at::Tensor>& grad_pooled, int64_t num_segments, bool identity) {
-  return aggregate_lines(grad_y, weight.flip({2}).contiguous(), num_segments, identity, grad_pooled);
 }
 
 }  // namespace dsa_ops::cuda

@@ -1,0 +1,16 @@
+#pragma once
+// Declares a backend's kernel entry points (see SegmentKernels in ops.h) and its kernels() table in the
+// namespace where it is expanded: DSA_OPS_DECLARE_KERNEL_TABLE() inside namespace dsa_ops::<backend>.
+#include "ops.h"
+
+#define DSA_OPS_DECLARE_KERNEL_TABLE()                                                                        \
+  at::Tensor pool(const at::Tensor& x, int64_t num_segments, int64_t channels);                               \
+  at::Tensor pool_backward(const at::Tensor& grad_pooled, const at::Tensor& x, int64_t num_segments);         \
+  at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,     \
+                       const std::optional<at::Tensor>& grad_pooled);                                         \
+  at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments, int64_t channels, \
+                         int64_t kernel_size);                                                                \
+  inline const SegmentKernels& kernels() {                                                                    \
+    static const SegmentKernels table{pool, pool_backward, aggregate, grad_weight};                           \
+    return table;                                                                                             \
+  }
