@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch
 NATIVE_SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh')
 
-.PHONY: test bench install clean
+.PHONY: test bench install clean gpu-deps
 
 $(VENV)/.deps:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test: install
 
 bench: install
 	$(PY) -m benchmarks.bench_dsa
+
+gpu-deps: $(VENV)/.deps  # pure-Python test deps for a GPU machine without network (scripts/gpu_check.sh)
+	$(PY) -m pip install --quiet --target gpu_deps pytest
 
 clean:
 	rm -rf build *.egg-info dsa_ops/_C*.so

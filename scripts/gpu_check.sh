@@ -11,6 +11,13 @@ mkdir -p "$OUT"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')}"
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# A machine without pytest (and no network) gets it from gpu_deps/, made by `make gpu-deps` on a
+# machine with network and carried along; only the test step sees it.
+TEST_PYTHONPATH="$PYTHONPATH"
+if ! $PY -c "import pytest" 2>/dev/null; then
+  TEST_PYTHONPATH="$PYTHONPATH:$PWD/gpu_deps"
+  [ -d gpu_deps ] || echo "pytest is not importable and gpu_deps/ is missing: run 'make gpu-deps' and carry gpu_deps/"
+fi
 declare -A result seconds
 
 step() {  # step NAME LOG COMMAND...: runs the command, its output into LOG, records status and time
@@ -26,7 +33,8 @@ step() {  # step NAME LOG COMMAND...: runs the command, its output into LOG, rec
 
 step build "$OUT/build.log" $PY setup.py build_ext --inplace
 $PY -m dsa_ops.info >"$OUT/info.txt" 2>&1
-step tests "$OUT/pytest.log" env DSA_OPS_RUN_SLOW=1 $PY -m pytest tests -q -rs -p no:cacheprovider
+step tests "$OUT/pytest.log" env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 $PY -m pytest tests -q -rs \
+  -p no:cacheprovider
 sanitize() {
   compute-sanitizer --tool memcheck --leak-check full --error-exitcode 1 $PY scripts/sanitize_case.py &&
     compute-sanitizer --tool racecheck --error-exitcode 1 $PY scripts/sanitize_case.py
