@@ -23,6 +23,14 @@ def _acc(dtype):
 
 
 @triton.jit
+def _segment_in_range(like, v, num_segments):
+    """like-shaped: whether segment v lies in [0, U). A tensor rather than a scalar, as the loads of
+    every Triton version (the 3.9 interpreter included) accept it as a mask."""
+    segment = tl.zeros_like(like) + v
+    return (segment >= 0) & (segment < num_segments)
+
+
+@triton.jit
 def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments, scale,
                  ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     # Memory plan: reads the C' channels of one row once, writes C' means. Grid: (rows, C' tiles).
@@ -79,10 +87,11 @@ def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row,
         acc = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC)
         for k in range(0, kernel_size):
             v = u + k - pad
-            valid = (v >= 0) & (v < num_segments)
-            w = tl.load(w_ptr + pair * kernel_size + k, mask=c_mask & valid).to(ACC)
-            values = tl.load(x_ptr + (first + v) * x_row + x_pos, mask=mask & valid).to(ACC)
-            acc += tl.where(mask & valid, w[:, None] * values, 0.0)
+            tap_c = c_mask & _segment_in_range(c, v, num_segments)
+            tap = mask & tap_c[:, None]
+            w = tl.load(w_ptr + pair * kernel_size + k, mask=tap_c).to(ACC)
+            values = tl.load(x_ptr + (first + v) * x_row + x_pos, mask=tap).to(ACC)
+            acc += tl.where(tap, w[:, None] * values, 0.0)
         if IDENTITY:
             acc += tl.where(mask, tl.load(x_ptr + (first + u) * x_row + x_pos, mask=mask).to(ACC), 0.0)
         if HAS_POOLED:
@@ -114,9 +123,9 @@ def _grad_weight_kernel(dy_ptr, x_ptr, out_ptr, g_row, g_ch, g_sp, x_row, x_ch, 
             dy = tl.where(mask, tl.load(dy_ptr + (first + u) * g_row + g_pos, mask=mask).to(ACC), 0.0)
             for k in range(0, kernel_size):
                 v = u + k - pad
-                valid = (v >= 0) & (v < num_segments)
-                values = tl.load(x_ptr + (first + v) * x_row + x_pos, mask=mask & valid).to(ACC)
-                partial = tl.sum(tl.where(mask & valid, dy * values, 0.0), axis=1)
+                tap = mask & _segment_in_range(c, v, num_segments)[:, None]
+                values = tl.load(x_ptr + (first + v) * x_row + x_pos, mask=tap).to(ACC)
+                partial = tl.sum(tl.where(tap, dy * values, 0.0), axis=1)
                 acc += tl.where(taps[None, :] == k, partial[:, None], 0.0)
     out = out_ptr + (video * channels + c)[:, None] * kernel_size + taps[None, :]
     tl.store(out, acc, mask=c_mask[:, None] & (taps < kernel_size)[None, :])
