@@ -176,10 +176,13 @@ def main(argv=None):
     records = []
     for dtype_name in dtypes:
         for case in PRESETS[args.preset](device):
-            records += table_records(run_case(case, providers, modes, device, getattr(torch, dtype_name)), dtype_name)
+            new = table_records(run_case(case, providers, modes, device, getattr(torch, dtype_name)), dtype_name)
+            print("\n".join(f"  {r['case']} split {r['split']} {r['dtype']} {r['mode']} {r['provider']}: "
+                            f"{r['median_ms']} ms, {r['x_clone']}x clone" for r in new), flush=True)
+            records += new
+            if args.out:  # after every shape, so an interrupted run keeps what it measured
+                write_results(records, args.out, header)
     print(format_table(records))
-    if args.out:
-        write_results(records, args.out, header)
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The one prepared check for a GPU machine: build in place for the visible GPU, run the whole test suite
 # with the GPU (and slow) tests, compute-sanitizer memcheck + racecheck on a small case, the benchmark's
-# paper preset on CUDA. Writes (at most 8 files) under $OUT and prints a summary table last.
+# paper preset on CUDA (backends and eager; then torch.compile of the reference, time-boxed since every
+# shape compiles afresh). Every step has its own time limit, so the whole check stays under 6 minutes.
+# Writes 8 files under $OUT (logs, bench.csv/md, compile/bench.csv/md) and prints a summary table last.
 #   OUT=/tmp/out scripts/gpu_check.sh          (PYTHON=python3 by default)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-gpu_check_out}"
 PY="${PYTHON:-python3}"
-mkdir -p "$OUT"
+mkdir -p "$OUT/compile"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')}"
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -20,42 +22,57 @@ if ! $PY -c "import pytest" 2>/dev/null; then
 fi
 declare -A result seconds
 
-step() {  # step NAME LOG COMMAND...: runs the command, its output into LOG, records status and time
+step() {  # step NAME LOG COMMAND...: runs the command, its output appended to LOG, records status and time
   local name=$1 log=$2
   shift 2
   local start=$SECONDS
-  "$@" >"$log" 2>&1
+  "$@" >>"$log" 2>&1
   local rc=$?
   seconds[$name]=$((SECONDS - start))
   result[$name]=$([ $rc -eq 0 ] && echo pass || echo "FAIL (rc=$rc)")
   echo "== $name: ${result[$name]} in ${seconds[$name]}s (log: $log)"
 }
 
-step build "$OUT/build.log" $PY setup.py build_ext --inplace
-$PY -m dsa_ops.info >"$OUT/info.txt" 2>&1
-step tests "$OUT/pytest.log" env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 $PY -m pytest tests -q -rs \
-  -p no:cacheprovider
+export PYTHONUNBUFFERED=1
+build() { $PY setup.py build_ext --inplace && $PY -m dsa_ops.info; }
+step build "$OUT/build.log" timeout 240 bash -c "$(declare -f build); PY=$PY; build"
+# pytest-xdist, where installed, spreads the tests over 8 processes (2 CPU threads each).
+parallel=()
+PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 8)
+step tests "$OUT/pytest.log" timeout 240 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
+  $PY -m pytest tests -q -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}"
 sanitize() {  # instrument only this package's kernels (namespace dsa_ops), which keeps it fast
   local only_ours=(--kernel-name kns=dsa_ops)
   compute-sanitizer --tool memcheck --leak-check full --error-exitcode 1 "${only_ours[@]}" \
     $PY scripts/sanitize_case.py &&
     compute-sanitizer --tool racecheck --error-exitcode 1 "${only_ours[@]}" $PY scripts/sanitize_case.py
 }
-step sanitizer "$OUT/sanitizer.log" sanitize
-step bench "$OUT/bench.log" timeout 240 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
-  --dtypes float32,bfloat16 --out "$OUT"
+step sanitizer "$OUT/sanitizer.log" timeout 150 bash -c "$(declare -f sanitize); PY=$PY; sanitize"
+backends=$($PY -c "import dsa_ops
+print(','.join(['reference'] + [b for b in ('cuda', 'triton') if dsa_ops.backend_status()[b] is None]))")
+step bench "$OUT/bench.log" timeout 150 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
+  --dtypes float32,bfloat16 --providers "$backends" --out "$OUT"
+timeboxed() {  # timeboxed SECONDS COMMAND...: a run stopped at its time box still counts as done
+  timeout "$@"
+  local rc=$?
+  [ $rc -eq 124 ] && echo "(stopped at the ${1}s time box; the rows above were measured)"
+  return $((rc == 124 ? 0 : rc))
+}
+step compile "$OUT/bench.log" timeboxed 90 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
+  --dtypes float32 --providers reference,compile --out "$OUT/compile"
 
 echo
 echo "device: $($PY -c 'import torch; print(torch.cuda.get_device_name())')  arch: $TORCH_CUDA_ARCH_LIST"
 echo "tests: $(grep -E '(passed|failed|error)' "$OUT/pytest.log" | tail -1)"
-[ -f "$OUT/bench.csv" ] && $PY - "$OUT/bench.csv" <<'PYEOF'
-import csv, sys
-rows = [r for r in csv.DictReader(open(sys.argv[1])) if r["provider"] in ("cuda", "triton", "compile")]
+$PY - "$OUT/bench.csv" "$OUT/compile/bench.csv" <<'PYEOF'
+import csv, os, sys
+rows = [r for path in sys.argv[1:] if os.path.exists(path) for r in csv.DictReader(open(path))
+        if r["provider"] in ("cuda", "triton", "compile")]
 print("time as a multiple of x.clone() (and speedup over eager):")
 for r in rows:
     print(f"  {r['provider']:<7} {r['case']:<11} split {r['split']:<5} {r['dtype']:<8} {r['mode']:<4} "
           f"{r['x_clone']:>6}x clone  {r['vs_eager']:>7} vs eager")
 PYEOF
 printf '%-10s %-14s %s\n' step result seconds
-for name in build tests sanitizer bench; do printf '%-10s %-14s %s\n' "$name" "${result[$name]}" "${seconds[$name]}"; done
-for name in build tests sanitizer bench; do [ "${result[$name]}" = pass ] || exit 1; done
+for name in build tests sanitizer bench compile; do printf '%-10s %-14s %s\n' "$name" "${result[$name]}" "${seconds[$name]}"; done
+for name in build tests sanitizer bench compile; do [ "${result[$name]}" = pass ] || exit 1; done
