@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 import dsa_ops
-from benchmarks.timing import measure
+from benchmarks.timing import device_work, measure
 
 BACKEND_PROVIDERS = ("cpu", "cuda", "triton")
 PROVIDERS = ("reference", "compile", *BACKEND_PROVIDERS)
@@ -80,11 +80,17 @@ def step_fn(module, x, grad, mode):
     return full
 
 
+def timed(fn, device):
+    """(median, p20, p80, GPU seconds, launches) of one call; the last two None on the CPU."""
+    work = device_work(fn) if device.type == "cuda" else (None, None)
+    return (*measure(fn, device), *work)
+
+
 def run_case(case, providers, modes, device, dtype):
-    """Rows of (case, mode, provider, median, p20, p80, compile seconds) for one shape."""
+    """Rows of (case, mode, provider, median, p20, p80, GPU seconds, launches, compile seconds) for one
+    shape."""
     x = torch.randn(case.shape(), device=device, dtype=dtype)
-    clone = measure(lambda: x.clone(), device)
-    rows = [(case, "-", "clone", *clone, None)]
+    rows = [(case, "-", "clone", *timed(lambda: x.clone(), device), None)]
     for mode in modes:
         xg = x.clone().requires_grad_(mode == "full")
         grad = torch.randn_like(x)
@@ -99,20 +105,20 @@ def run_case(case, providers, modes, device, dtype):
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 compile_seconds = time.perf_counter() - start
-            rows.append((case, mode, provider, *measure(step_fn(module, xg, grad, mode), device), compile_seconds))
+            rows.append((case, mode, provider, *timed(step_fn(module, xg, grad, mode), device), compile_seconds))
     return rows
 
 
 COLUMNS = ("case", "split", "shape", "dtype", "mode", "provider", "median_ms", "p20_ms", "p80_ms", "x_clone",
-           "vs_eager", "compile_s")
+           "vs_eager", "gpu_ms", "gpu_x_clone", "launches", "compile_s")
 
 
 def table_records(rows, dtype_name):
     """One dict per row with COLUMNS; ratios against the clone and eager rows of the same shape."""
-    records, clone, eager = [], None, {}
-    for case, mode, provider, median, p20, p80, compile_seconds in rows:
+    records, clone, clone_gpu, eager = [], None, None, {}
+    for case, mode, provider, median, p20, p80, gpu, launches, compile_seconds in rows:
         if provider == "clone":
-            clone = median
+            clone, clone_gpu = median, gpu
         if provider == "reference":
             eager[mode] = median
         records.append({
@@ -120,6 +126,9 @@ def table_records(rows, dtype_name):
             "dtype": dtype_name, "mode": mode, "provider": provider, "median_ms": f"{median * 1e3:.4f}",
             "p20_ms": f"{p20 * 1e3:.4f}", "p80_ms": f"{p80 * 1e3:.4f}", "x_clone": f"{median / clone:.2f}",
             "vs_eager": f"{eager[mode] / median:.2f}x" if mode in eager else "",
+            "gpu_ms": f"{gpu * 1e3:.4f}" if gpu is not None else "",
+            "gpu_x_clone": f"{gpu / clone_gpu:.2f}" if gpu is not None else "",
+            "launches": f"{launches:g}" if launches is not None else "",
             "compile_s": f"{compile_seconds:.1f}" if compile_seconds is not None else "",
         })
     return records
@@ -172,7 +181,8 @@ def main(argv=None):
     header = f"dsa_ops {dsa_ops.__version__}, torch {torch.__version__}, {name}, providers: {', '.join(providers)}"
     print(header)
     print("x_clone: time as a multiple of x.clone() on the same tensor; vs_eager: speedup over the paper module "
-          "in eager PyTorch")
+          "in eager PyTorch; gpu_ms, gpu_x_clone, launches: the device's own work per call (profiler), without "
+          "the host's overhead")
     records = []
     for dtype_name in dtypes:
         for case in PRESETS[args.preset](device):

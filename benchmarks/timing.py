@@ -1,5 +1,6 @@
 """Timing: CUDA events on a GPU (median and 20th/80th percentiles after warm-up), torch.utils.benchmark
-on the CPU."""
+on the CPU; on a GPU also the profiler's view of one call (kernel time and launches), which separates the
+device's work from the host's overhead."""
 import statistics
 import time
 
@@ -35,3 +36,17 @@ def _measure_cuda(fn, min_run_time):
 
 def _quantile(sorted_times, q):
     return sorted_times[min(len(sorted_times) - 1, int(q * len(sorted_times)))]
+
+
+def device_work(fn, calls=5):
+    """(GPU seconds, kernels and copies launched) per call of fn(), from torch.profiler: the sum of the
+    durations of the device's events, without the host time between them."""
+    fn()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+    device_events = [e for e in profile.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    seconds = sum(e.time_range.elapsed_us() for e in device_events) / 1e6
+    return seconds / calls, len(device_events) / calls

@@ -10,8 +10,8 @@ std::pair<at::Tensor, at::Tensor> batch_statistics(const at::Tensor& hidden) {
   TORCH_CHECK_VALUE(hidden.size(0) > 1,
                     "Expected more than 1 value per channel when training: the generator's BatchNorm "
                     "sees N*C' = ", hidden.size(0), " rows; use more videos or channels, or eval mode");
-  auto mean = hidden.mean(0);
-  auto var = (hidden - mean).square().mean(0);
+  const int64_t rows_dim[] = {0};
+  auto [var, mean] = at::var_mean(hidden, rows_dim, /*correction=*/at::Scalar(0), /*keepdim=*/false);
   return {mean, var};
 }
 
@@ -22,7 +22,8 @@ GeneratorState generator_forward(const at::Tensor& pooled, const at::Tensor& hid
   state.pooled = pooled;
   state.invstd = at::rsqrt(var + eps);
   state.normalized = (hidden - mean) * state.invstd;
-  state.activated = at::relu(state.normalized * params.bn_weight + params.bn_bias);
+  state.activated = at::addcmul(params.bn_bias, state.normalized, params.bn_weight);
+  state.activated.relu_();
   state.kernel = at::softmax(at::mm(state.activated, params.second_weight.t()), -1);
   return state;
 }
@@ -33,14 +34,17 @@ GeneratorGrads generator_backward(const GeneratorState& state, const GeneratorPa
   const auto& kernel = state.kernel;
   auto grad_logits = kernel * (grad_kernel - (grad_kernel * kernel).sum(-1, true));
   grads.second_weight = at::mm(grad_logits.t(), state.activated);
-  auto grad_bn_out = at::mm(grad_logits, params.second_weight) * (state.activated > 0);
+  auto grad_bn_out = at::threshold_backward(at::mm(grad_logits, params.second_weight), state.activated, 0);
   grads.bn_weight = (grad_bn_out * state.normalized).sum(0);
   grads.bn_bias = grad_bn_out.sum(0);
   auto grad_normalized = grad_bn_out * params.bn_weight;
   at::Tensor grad_hidden;
   if (batch_stats) {
-    auto projection = (grad_normalized * state.normalized).mean(0);
-    grad_hidden = (grad_normalized - grad_normalized.mean(0) - state.normalized * projection) * state.invstd;
+    // The batch means of grad_normalized and grad_normalized * normalized, from the sums just taken.
+    const double rows = static_cast<double>(state.normalized.size(0));
+    auto mean_grad = params.bn_weight * grads.bn_bias / rows;
+    auto projection = params.bn_weight * grads.bn_weight / rows;
+    grad_hidden = (grad_normalized - mean_grad - state.normalized * projection) * state.invstd;
   } else {
     grad_hidden = grad_normalized * state.invstd;
   }

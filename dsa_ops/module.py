@@ -80,9 +80,8 @@ class DSAConv(reference.DSAReference):
 @torch.no_grad()
 def _update_running_stats(bn, mean, var, rows):
     """nn.BatchNorm1d's update: momentum (or the cumulative average when momentum is None), unbiased
-    running variance, num_batches_tracked."""
+    running variance, num_batches_tracked; as lerp_, four launches on a GPU."""
     bn.num_batches_tracked.add_(1)
-    factor = bn.num_batches_tracked.double().reciprocal() if bn.momentum is None else bn.momentum
-    unbiased = var * (rows / (rows - 1))
-    bn.running_mean.mul_(1 - factor).add_(mean.to(bn.running_mean.dtype) * factor)
-    bn.running_var.mul_(1 - factor).add_(unbiased.to(bn.running_var.dtype) * factor)
+    factor = bn.num_batches_tracked.to(bn.running_mean.dtype).reciprocal() if bn.momentum is None else bn.momentum
+    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), factor)
+    bn.running_var.lerp_((var * (rows / (rows - 1))).to(bn.running_var.dtype), factor)

@@ -14,6 +14,7 @@ values, kernels and generator statistics are float32, float64 for double inputs)
   dsa_backward(grad_y, x, pooled, mean, var, w1, bn_w, bn_b, w2, U, training, eps, identity)
                                                  -> (grad_x, grad_w1, grad_bn_w, grad_bn_b, grad_w2)
 """
+import functools
 import os
 import types
 import warnings
@@ -80,6 +81,14 @@ def _has_kernel(op, dispatch_key):
 
 def backend_status():
     """{backend: None if usable here, else the reason it is not}."""
+    return dict(_backend_status(os.environ.get("TRITON_INTERPRET") == "1"))
+
+
+@functools.cache
+def _backend_status(triton_interpreted):
+    """backend_status() for one setting of TRITON_INTERPRET; what it reads cannot change in a process
+    (the extension, Triton, the visible devices), so it is worked out once: the backend choice runs on
+    every call."""
     status = {"reference": None}
     status["cpu"] = None if _has_kernel("aggregate", "CPU") else f"the compiled extension did not load ({EXTENSION_ERROR})"
     if not _has_kernel("aggregate", "CUDA"):
@@ -91,11 +100,11 @@ def backend_status():
         status["cuda"] = None
     if TRITON_ERROR is not None:
         status["triton"] = f"triton is not usable ({TRITON_ERROR})"
-    elif _device_of_backend("triton") == "cuda" and not torch.cuda.is_available():
+    elif not triton_interpreted and not torch.cuda.is_available():
         status["triton"] = "no CUDA device is visible (TRITON_INTERPRET=1 runs it on CPU tensors)"
     else:
         status["triton"] = None
-    return {name: status[name] for name in BACKENDS[1:]}
+    return tuple((name, status[name]) for name in BACKENDS[1:])
 
 
 @torch.compiler.assume_constant_result
