@@ -59,7 +59,7 @@ timeboxed() {  # timeboxed SECONDS COMMAND...: a run stopped at its time box sti
   [ $rc -eq 124 ] && echo "(stopped at the ${1}s time box; the rows above were measured)"
   return $((rc == 124 ? 0 : rc))
 }
-step compile "$OUT/bench.log" timeboxed 90 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
+step compile "$OUT/bench.log" timeboxed 60 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
   --dtypes float32 --providers reference,compile --out "$OUT/compile"
 
 echo
