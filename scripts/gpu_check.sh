@@ -34,7 +34,10 @@ step() {  # step NAME LOG COMMAND...: runs the command, its output appended to L
 }
 
 export PYTHONUNBUFFERED=1
-build() { $PY setup.py build_ext --inplace && $PY -m dsa_ops.info; }
+build() {  # the host compiler first: an extension built by another g++ than torch's has crashed on throws
+  echo "host compiler: $(command -v "${CXX:-c++}") $("${CXX:-c++}" --version | head -1)"
+  $PY setup.py build_ext --inplace && $PY -m dsa_ops.info
+}
 step build "$OUT/build.log" timeout 240 bash -c "$(declare -f build); PY=$PY; build"
 # pytest-xdist, where installed, spreads the tests over 8 processes (2 CPU threads each).
 parallel=()
