@@ -1,4 +1,6 @@
 """DSAConv: a drop-in for the paper's DSA module running on the fused ops."""
+import warnings
+
 import torch
 
 from . import ops, reference
@@ -69,12 +71,28 @@ class DSAConv(reference.DSAReference):
     def forward(self, x):
         self._check(x)
         bn = self.generate[1]
+        if self.training and type(bn) is not torch.nn.BatchNorm1d:
+            # A BatchNorm of another kind (nn.SyncBatchNorm after convert_sync_batchnorm) must work out
+            # the batch statistics itself: the generator runs as modules, never silently unsynchronised.
+            _warn_once_module_generator(type(bn).__name__)
+            return reference.dsa_forward(x, self.generate, self.U_segment, self.num_shift_channel,
+                                         self.with_identity)
         y, mean, var = ops.dsa_module(x, *self._generator_tensors(), self.U_segment, self.num_shift_channel,
                                       self.training, bn.eps, self.with_identity, self.backend)
         if self.training:
             rows = x.shape[0] // self.U_segment * self.num_shift_channel
             _update_running_stats(bn, mean, var, rows)
         return y
+
+
+_warned_generators = set()
+
+
+def _warn_once_module_generator(kind):
+    if kind not in _warned_generators:
+        _warned_generators.add(kind)
+        warnings.warn(f"dsa_ops: DSAConv's generator has a {kind}; in training it runs as PyTorch modules "
+                      "(the reference path) so that the BatchNorm computes its own statistics", stacklevel=3)
 
 
 @torch.no_grad()
