@@ -203,3 +203,14 @@ def test_official_modules_are_replaced_with_their_state(rng, channels, processed
     assert_close(model(x), before)
     model.load_state_dict(state)
     assert models.replace_official_dsa(model) == 0
+
+
+def test_torchvision_resnets_take_dsa_and_give_their_weights(tmp_path, rng):
+    torchvision = pytest.importorskip("torchvision")
+    model = models.insert_dsa(torchvision.models.resnet50(), U_segment=U)
+    assert sum(isinstance(m, models.DSABlock) for m in model.modules()) == 5
+    model(torch.randn(U, 3, 32, 32, generator=rng)).sum().backward()
+    basic = models.insert_dsa(torchvision.models.resnet18(), (0, 1, 1, 0), "res_4", U_segment=U, split_ratio=0.25)
+    assert basic(torch.randn(U, 3, 32, 32, generator=rng)).shape == (U, 1000)
+    torch.save(torchvision.models.resnet50().state_dict(), tmp_path / "tv.pth")
+    models.tsm_resnet50(10, pretrained=str(tmp_path / "tv.pth"))
