@@ -1,6 +1,6 @@
-# The two commands of the README: `make test` and `make bench`. Both set up .venv on first use
-# (torch, numpy, ninja, pybind11, pytest, triton, onnx/onnxscript/onnxruntime for the export tests, and this
-# package built against that torch).
+# The two commands of the README: `make test` and `make bench`. Both set up .venv on first use (torch,
+# numpy, ninja, pybind11, pytest, hypothesis, triton, onnx/onnxscript/onnxruntime for the export tests,
+# and this package built against that torch).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +12,7 @@ NATIVE_SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.h' -o -na
 $(VENV)/.deps:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" numpy ninja pybind11 pytest triton onnx onnxscript onnxruntime
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" numpy ninja pybind11 pytest hypothesis triton onnx onnxscript onnxruntime
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(NATIVE_SOURCES)

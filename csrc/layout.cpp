@@ -41,6 +41,9 @@ at::Tensor readable_input(const at::Tensor& x) {
 }
 
 PlaneStrides plane_strides(const at::Tensor& x) {
+  // An empty tensor is never read (no kernel runs), whatever strides it carries (an empty expand is
+  // "contiguous" with zero strides).
+  if (x.numel() == 0) return {x.size(1) * spatial_size(x), spatial_size(x), 1};
   auto spatial = flat_spatial_stride(x);
   TORCH_CHECK(spatial && has_unit_stride(x, *spatial),
               "dsa_ops: internal error, plane_strides needs a tensor from readable_input");

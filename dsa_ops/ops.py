@@ -318,6 +318,8 @@ def segment_pool(x, num_segments, channels, backend):
 def aggregate(x, weight, num_segments, identity, backend):
     chosen = resolve_backend(backend, x.device.type)
     if chosen == "reference":
+        if x.shape[0] == 0:  # no videos: the paper's grouped conv cannot have zero groups
+            return x.clone()
         return reference.aggregate(x, weight, num_segments, identity)
     return _op_set(chosen).aggregate(x, weight, num_segments, identity)
 
@@ -349,6 +351,9 @@ def dsa_module(x, first_weight, bn_weight, bn_bias, running_mean, running_var, s
             training, eps, identity)
     chosen = resolve_backend(backend, x.device.type)
     if chosen == "reference":
+        if x.shape[0] == 0 and not training:  # no videos (training on none is refused by the BatchNorm)
+            acc = accumulate_dtype(x.dtype)
+            return x.clone(), running_mean.to(acc), running_var.to(acc)
         return _reference_module(*args)
     y, _, mean, var = _op_set(chosen).dsa_forward(*args)
     return y, mean, var

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The one prepared check for a GPU machine: build in place for the visible GPU, run the whole test suite
-# with the GPU (and slow) tests, compute-sanitizer memcheck + racecheck on a small case, the benchmark's
+# with the GPU (and slow) tests, the large property-based profile on CUDA and Triton, compute-sanitizer memcheck + racecheck on a small case, the benchmark's
 # paper preset on CUDA (backends and eager; then torch.compile of the reference, time-boxed since every
 # shape compiles afresh). Every step has its own time limit, so the whole check stays under 6 minutes.
 # Writes 8 files under $OUT (logs, bench.csv/md, compile/bench.csv/md) and prints a summary table last.
@@ -34,6 +34,12 @@ step() {  # step NAME LOG COMMAND...: runs the command, its output appended to L
 }
 
 export PYTHONUNBUFFERED=1
+timeboxed() {  # timeboxed SECONDS COMMAND...: a run stopped at its time box still counts as done
+  timeout "$@"
+  local rc=$?
+  [ $rc -eq 124 ] && echo "(stopped at the ${1}s time box; what ran before that is in the log)"
+  return $((rc == 124 ? 0 : rc))
+}
 build() {  # the host compiler first: an extension built by another g++ than torch's has crashed on throws
   echo "host compiler: $(command -v "${CXX:-c++}") $("${CXX:-c++}" --version | head -1)"
   $PY setup.py build_ext --inplace && $PY -m dsa_ops.info
@@ -44,6 +50,12 @@ parallel=()
 PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 8)
 step tests "$OUT/pytest.log" timeout 240 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
   $PY -m pytest tests -q -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}"
+# The large property-based profile (1000 random cases per backend) on the GPU backends, time-boxed
+# (a failure still fails the step; the log says how far it got).
+fuzz_parallel=()
+[ ${#parallel[@]} -gt 0 ] && fuzz_parallel=(-n 2)
+step fuzz "$OUT/pytest.log" timeboxed 90 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_FUZZ_EXAMPLES=1000 \
+  $PY -m pytest tests/test_fuzz.py -q -rfEs -p no:cacheprovider -k "cuda or triton" "${fuzz_parallel[@]}"
 sanitize() {  # instrument only this package's kernels (namespace dsa_ops), which keeps it fast; no leak
   # check, as the caching allocator and cuBLAS keep their memory to the end by design
   local only_ours=(--kernel-name kns=dsa_ops)
@@ -56,13 +68,7 @@ backends=$($PY -c "import dsa_ops
 print(','.join(['reference'] + [b for b in ('cuda', 'triton') if dsa_ops.backend_status()[b] is None]))")
 step bench "$OUT/bench.log" timeout 150 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
   --dtypes float32,bfloat16 --providers "$backends" --out "$OUT"
-timeboxed() {  # timeboxed SECONDS COMMAND...: a run stopped at its time box still counts as done
-  timeout "$@"
-  local rc=$?
-  [ $rc -eq 124 ] && echo "(stopped at the ${1}s time box; the rows above were measured)"
-  return $((rc == 124 ? 0 : rc))
-}
-step compile "$OUT/bench.log" timeboxed 60 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
+step compile "$OUT/bench.log" timeboxed 45 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
   --dtypes float32 --providers reference,compile --out "$OUT/compile"
 
 echo
@@ -78,5 +84,5 @@ for r in rows:
           f"{r['x_clone']:>6}x clone  {r['vs_eager']:>7} vs eager")
 PYEOF
 printf '%-10s %-14s %s\n' step result seconds
-for name in build tests sanitizer bench compile; do printf '%-10s %-14s %s\n' "$name" "${result[$name]}" "${seconds[$name]}"; done
-for name in build tests sanitizer bench compile; do [ "${result[$name]}" = pass ] || exit 1; done
+for name in build tests fuzz sanitizer bench compile; do printf '%-10s %-14s %s\n' "$name" "${result[$name]}" "${seconds[$name]}"; done
+for name in build tests fuzz sanitizer bench compile; do [ "${result[$name]}" = pass ] || exit 1; done

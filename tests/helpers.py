@@ -77,3 +77,37 @@ def module_pair(channels, generator=None, backend="cpu", **kwargs):
     ref = dsa_ops.DSAReference(channels, **kwargs)
     ref.load_state_dict(fused.state_dict())
     return fused.double().to(DEVICE_OF[backend]), ref.double()
+
+
+def run_module(module, x, grad):
+    """Forward + backward: (y, grad_x, [param grads])."""
+    x = x.detach().requires_grad_(True)
+    module.zero_grad(set_to_none=True)
+    y = module(x)
+    y.backward(grad)
+    return y.detach(), x.grad, [p.grad for p in module.parameters()]
+
+
+def check_module(rng, backend, *, videos=2, channels=16, num_segments=4, kernel_size=3, split=0.25, identity=False,
+                 tail=(3, 5, 5), layout="contiguous", dtype=torch.float32, training=True):
+    fused, ref = module_pair(channels, rng, backend, U_segment=num_segments, kernel_size=kernel_size,
+                             padding=(kernel_size - 1) // 2, split_ratio=split, with_identity=identity)
+    fused.train(training)
+    ref.train(training)
+    if dtype != torch.float64:
+        fused.float()
+    shape = (videos * num_segments, channels, *tail)
+    device = DEVICE_OF[backend]
+    x = make_input(shape, dtype, layout, rng, device=device)
+    grad = make_input(shape, dtype, layout, rng, device=device)
+    y, gx, gparams = run_module(fused, x, grad)
+    y_ref, gx_ref, gparams_ref = run_module(ref, x.cpu().double(), grad.cpu().double())
+    assert y.dtype == dtype and y.shape == x.shape and gx.dtype == dtype
+    assert_close(y, y_ref, dtype)
+    assert_close(gx, gx_ref, dtype)
+    # parameter grads are sums over N*C'*U*S products, accumulated in float32 (float64 for double)
+    for g, g_ref in zip(gparams, gparams_ref):
+        assert_close(g, g_ref, torch.float64 if dtype == torch.float64 else torch.float32, scale=10)
+    for name, buf in fused.generate[1].named_buffers():
+        assert_close(buf.cpu().double(), ref.generate[1].get_buffer(name), torch.float64 if dtype == torch.float64
+                     else torch.float32)

@@ -128,8 +128,6 @@ def save_2d_resnet(path, rng):
 def test_inflated_convs_reproduce_their_2d_convs(tmp_path, rng):
     source = save_2d_resnet(tmp_path / "r50.pth", rng)
     model = models.i3d_resnet50(7, dsa=False, width=8, pretrained2d=str(tmp_path / "r50.pth"))
-    frame = torch.randn(2, 16, 6, 6, generator=rng)
-    clip = frame.unsqueeze(2).repeat(1, 1, 5, 1, 1)
     inflated = model.layer3[0].conv1
     assert inflated.kernel_size == (3, 1, 1)
     frame = torch.randn(2, inflated.in_channels, 6, 6, generator=rng)

@@ -204,7 +204,7 @@ def grad_weight(grad_y, x, num_segments, channels, kernel_size):
     x_strides = plane_strides(x)
     block_c, block_s = _tile(x_strides)
     tiles = triton.cdiv(channels, block_c)
-    splits = _split_count(videos * tiles, spatial, block_s, x.device)
+    splits = _split_count(videos * tiles, spatial, block_s, x.device) if videos * tiles else 1
     split_length = max(1, triton.cdiv(triton.cdiv(spatial, splits), block_s)) * block_s
     splits = max(1, triton.cdiv(spatial, split_length))
     partial = torch.empty((splits, videos, channels, kernel_size), dtype=accumulate_dtype(x.dtype), device=x.device)

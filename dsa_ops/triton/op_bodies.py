@@ -1,8 +1,6 @@
 """The dsa_ops operators on the Triton kernels: the Python twin of csrc/ops.cpp (inputs brought into a
 readable layout, weights in the accumulation dtype, the module composed of pool -> generator ->
 aggregate). Argument validation happens in the op layer's Python checks before these run."""
-import torch
-
 from .._layout import accumulate_dtype, readable_input
 from . import kernels
 from .generator import batch_statistics, generator_backward, generator_forward, generator_hidden
