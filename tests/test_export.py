@@ -75,7 +75,7 @@ def test_onnx_of_the_paper_models_matches_eager(tmp_path, rng, name):
             expected = model(x)
         got = run_onnx(path, x)
         assert got.shape == expected.shape
-        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_onnx_of_a_bare_layer_keeps_rows_dynamic(tmp_path, rng):
