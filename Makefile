@@ -1,6 +1,6 @@
 # The two commands of the README: `make test` and `make bench`. Both set up .venv on first use (torch,
 # numpy, ninja, pybind11, pytest, hypothesis, triton, onnx/onnxscript/onnxruntime for the export tests,
-# and this package built against that torch).
+# matplotlib for the benchmark's plot, and this package built against that torch).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -12,7 +12,7 @@ NATIVE_SOURCES := setup.py $(shell find csrc -name '*.cpp' -o -name '*.h' -o -na
 $(VENV)/.deps:
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet "$(TORCH_SPEC)" numpy ninja pybind11 pytest hypothesis triton onnx onnxscript onnxruntime
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)" numpy ninja pybind11 pytest hypothesis triton onnx onnxscript onnxruntime matplotlib
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps $(NATIVE_SOURCES)
@@ -25,7 +25,7 @@ test: install
 	$(PY) -m pytest
 
 bench: install
-	$(PY) -m benchmarks.bench_dsa
+	$(PY) -m benchmarks.bench_dsa --out bench_results
 
 gpu-deps: $(VENV)/.deps  # pure-Python test deps for a GPU machine without network (scripts/gpu_check.sh)
 	$(PY) -m pip install --quiet --target gpu_deps pytest

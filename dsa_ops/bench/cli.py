@@ -1,0 +1,144 @@
+"""dsa-bench: times the DSA module per provider and mode, as a multiple of x.clone() on the same tensor.
+
+Providers: clone (the yardstick, always timed), reference (the paper module in eager PyTorch), compile
+(torch.compile of it; compile time reported apart), cpu / cuda / triton (DSAConv on that backend). By
+default every provider usable on the device runs. Modes: fwd (training forward), bwd (its backward
+alone), full (both), inference (eval, no_grad). Each provider is checked against the float64 reference
+before it is timed.
+
+    dsa-bench [--device cpu|cuda] [--preset paper|sweep|quick | --shape N,U,C[,T],H,W [--split S]
+              [--kernel-size K]] [--dtypes float32,bfloat16] [--providers ...] [--modes ...] [--out DIR]
+"""
+import argparse
+import math
+import os
+import sys
+import time
+
+import torch
+
+from .. import backend_status, ops
+from . import cases as case_sets
+from . import report
+from .providers import BACKENDS, FLOOR_PASSES, MODES, PROVIDERS, build_module, check_agrees, input_copies, \
+    make_step, random_state
+from .timing import device_work, measure, peak_memory
+
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+
+
+def default_providers(device):
+    usable = [name for name in BACKENDS
+              if backend_status()[name] is None and ops._device_of_backend(name) == device.type]
+    return ["clone", "reference", "compile", *usable]
+
+
+def timed(setup, step, device, min_run_time):
+    """(median, p20, p80, peak bytes, GPU seconds, launches) of one step."""
+    median, p20, p80 = measure(step, device, setup, min_run_time)
+    peak = peak_memory(step, device, setup)
+    gpu = launches = None
+    if device.type == "cuda":
+        def whole():
+            if setup is not None:
+                setup()
+            step()
+        gpu, launches = device_work(whole)
+        if setup is not None:  # the backward alone: the forward's share taken off
+            setup_gpu, setup_launches = device_work(setup)
+            gpu, launches = gpu - setup_gpu, launches - setup_launches
+    return median, p20, p80, peak, gpu, launches
+
+
+def run_case(case, dtype, providers, modes, device, min_run_time, progress):
+    """Rows (mode, provider, median, p20, p80, peak, gpu, launches, compile seconds) for one shape."""
+    state = random_state(case)
+    generator = torch.Generator().manual_seed(2)
+    copies = input_copies(case, dtype, device)
+    xs = [torch.randn(case.shape(), generator=generator).to(device=device, dtype=dtype) for _ in range(copies)]
+    grads = [torch.randn(case.shape(), generator=generator).to(device=device, dtype=dtype) for _ in range(copies)]
+    turn = iter(range(10**9))
+    progress(f"{case.label()} clone")
+    rows = [("-", "clone", *timed(None, lambda: xs[next(turn) % copies].clone(), device, min_run_time), None)]
+    for mode in modes:
+        for provider in providers:
+            if provider == "clone":
+                continue
+            progress(f"{case.label()} {mode} {provider}")
+            module = build_module(provider, case, state, device, dtype)
+            start = time.perf_counter()
+            if provider != "reference":
+                check_agrees(module, provider, case, state, mode, device, dtype)
+            compile_seconds = time.perf_counter() - start if provider == "compile" else None
+            setup, step = make_step(module, mode, xs, grads)
+            rows.append((mode, provider, *timed(setup, step, device, min_run_time), compile_seconds))
+    return rows
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="dsa-bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--preset", default="paper", choices=sorted(case_sets.PRESETS))
+    parser.add_argument("--shape", help="one custom shape instead of a preset: N,U,C,T,H,W or N,U,C,H,W")
+    parser.add_argument("--split", type=float, default=1 / 8, help="split ratio of --shape (default 1/8)")
+    parser.add_argument("--kernel-size", type=int, default=3, help="K of --shape (default 3)")
+    parser.add_argument("--dtypes", default="float32", help=f"comma-separated subset of {DTYPES}")
+    parser.add_argument("--providers", help=f"comma-separated subset of {PROVIDERS} (default: all usable here)")
+    parser.add_argument("--modes", default="fwd,full", help=f"comma-separated subset of {MODES}")
+    parser.add_argument("--min-time", type=float, default=0.3, help="seconds of timed calls per row")
+    parser.add_argument("--out", help="write bench.csv, bench.md and bench.png (matplotlib) into this directory")
+    args = parser.parse_args(argv)
+    args.device = torch.device(args.device)
+    args.dtypes = [d for d in args.dtypes.split(",") if d]
+    args.providers = [p for p in args.providers.split(",") if p] if args.providers else default_providers(args.device)
+    args.modes = [m for m in args.modes.split(",") if m]
+    for name, allowed, given in (("providers", PROVIDERS, args.providers), ("modes", MODES, args.modes),
+                                 ("dtypes", DTYPES, args.dtypes)):
+        unknown = sorted(set(given) - set(allowed))
+        if unknown:
+            parser.error(f"unknown {name} {unknown}; choose from {allowed}")
+    if "clone" not in args.providers:
+        args.providers.insert(0, "clone")  # the yardstick every ratio needs
+    try:
+        args.cases = ([case_sets.parse_shape(args.shape, args.split, args.kernel_size)] if args.shape
+                      else case_sets.PRESETS[args.preset](args.device))
+    except ValueError as error:
+        parser.error(str(error))
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    env = report.environment(args.device)
+    header = (f"dsa_ops {env['dsa_ops']} ({env['commit'] or 'no git'}), torch {env['torch']}, {env['device']}; "
+              f"providers: {', '.join(args.providers)}")
+    print(header)
+    print("x_clone: time / x.clone() on the same tensor; vs_eager, vs_compile: speedups; gb_s: the mode's floor "
+          "traffic / time; peak_mb: memory one call needs; gpu_x_clone, launches: the device's own work per call")
+    total = len(args.dtypes) * len(args.cases)
+    rows = []
+    for index, (dtype_name, case) in enumerate((d, c) for d in args.dtypes for c in args.cases):
+        def progress(what, index=index):
+            print(f"\r[{index + 1}/{total}] {dtype_name} {what}".ljust(78), end="", file=sys.stderr, flush=True)
+
+        dtype = getattr(torch, dtype_name)
+        nbytes = math.prod(case.shape()) * torch.finfo(dtype).bits // 8
+        found = run_case(case, dtype, args.providers, args.modes, args.device, args.min_time, progress)
+        rows += report.records(case, dtype_name, found, env, lambda mode: FLOOR_PASSES[mode] * nbytes)
+        if args.out:  # after every shape, so an interrupted run keeps what it measured
+            os.makedirs(args.out, exist_ok=True)
+            report.write_csv(rows, os.path.join(args.out, "bench.csv"))
+            report.write_markdown(rows, os.path.join(args.out, "bench.md"), header)
+    print(file=sys.stderr)
+    print(report.format_table(rows))
+    if args.out:
+        if report.write_plot(rows, os.path.join(args.out, "bench.png"), f"{env['device']}, torch {env['torch']}"):
+            print(f"wrote {args.out}/bench.csv, bench.md, bench.png")
+        else:
+            print(f"wrote {args.out}/bench.csv, bench.md; no plot: matplotlib is not installed "
+                  "(pip install matplotlib)")
+
+
+if __name__ == "__main__":
+    main()

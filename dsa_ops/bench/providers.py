@@ -1,0 +1,112 @@
+"""What a run times: per provider a module with the case's weights, checked against the reference
+before it is timed, and per mode the step that runs it on inputs that rotate through enough copies to
+keep the L2 cache from flattering small shapes."""
+import itertools
+import math
+
+import torch
+
+from .. import DSAConv, DSAReference
+
+BACKENDS = ("cpu", "cuda", "triton")
+PROVIDERS = ("clone", "reference", "compile", *BACKENDS)
+MODES = ("fwd", "bwd", "full", "inference")
+# Tensor-sized reads + writes a mode cannot avoid: the floor behind the GB/s column.
+FLOOR_PASSES = {"-": 2, "fwd": 2, "inference": 2, "bwd": 3, "full": 5}
+TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-4, torch.float16: 3e-2, torch.bfloat16: 6e-2}
+
+
+def random_state(case):
+    """The generator's weights and running statistics for a case (random, so a wrong kernel shows)."""
+    module = DSAReference(case.channels, U_segment=case.segments, kernel_size=case.kernel_size,
+                          padding=case.kernel_size // 2, split_ratio=case.split)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, tensor in module.generate.state_dict().items():
+            if tensor.is_floating_point():
+                values = torch.randn(tensor.shape, generator=generator, dtype=torch.float64)
+                tensor.copy_(values.abs() + 0.5 if name.endswith("running_var") else values)
+    return module.state_dict()
+
+
+def build_module(provider, case, state, device, dtype):
+    kwargs = dict(U_segment=case.segments, kernel_size=case.kernel_size, padding=case.kernel_size // 2,
+                  split_ratio=case.split)
+    if provider in BACKENDS:
+        module = DSAConv(case.channels, backend=provider, **kwargs)
+    else:
+        module = DSAReference(case.channels, **kwargs)
+    module.load_state_dict(state)
+    module = module.to(device=device, dtype=dtype)
+    if provider == "compile":
+        torch._dynamo.reset()  # each shape and mode compiles afresh, timed on its own
+        module = torch.compile(module, fullgraph=True, dynamic=False)
+    return module
+
+
+def input_copies(case, dtype, device):
+    """Distinct inputs to rotate through: on a GPU enough that together they fill twice its L2 cache."""
+    if device.type != "cuda":
+        return 1
+    nbytes = math.prod(case.shape()) * torch.finfo(dtype).bits // 8
+    l2 = getattr(torch.cuda.get_device_properties(device), "L2_cache_size", 50 << 20)
+    return max(1, min(8, math.ceil(2 * l2 / nbytes)))
+
+
+def make_step(module, mode, xs, grads):
+    """(setup, step): setup runs before each timed step (the forward of a backward-only timing)."""
+    turn = itertools.count()
+    module.train(mode != "inference")
+    if mode == "inference":
+        def step():
+            with torch.no_grad():
+                module(xs[next(turn) % len(xs)])
+        return None, step
+    if mode == "fwd":
+        return None, lambda: module(xs[next(turn) % len(xs)])
+    inputs = [x.detach().requires_grad_(True) for x in xs]
+    pending = {}
+
+    def forward_for_backward():
+        i = next(turn) % len(inputs)
+        inputs[i].grad = None
+        pending["y"], pending["i"] = module(inputs[i]), i
+
+    def backward():
+        pending["y"].backward(grads[pending["i"]])
+
+    if mode == "bwd":
+        return forward_for_backward, backward
+
+    def full():
+        forward_for_backward()
+        backward()
+    return None, full
+
+
+def check_agrees(module, provider, case, state, mode, device, dtype):
+    """Raises unless the provider's output (and input gradient) match the float64 reference on the CPU."""
+    reference = DSAReference(case.channels, U_segment=case.segments, kernel_size=case.kernel_size,
+                             padding=case.kernel_size // 2, split_ratio=case.split).double()
+    reference.load_state_dict(state)
+    module.train(mode != "inference")
+    reference.train(mode != "inference")
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(case.shape(), generator=generator, dtype=torch.float64)
+    grad = torch.randn(case.shape(), generator=generator, dtype=torch.float64)
+    backward = mode in ("bwd", "full")
+    x_mine = x.to(device=device, dtype=dtype).requires_grad_(backward)
+    x_ref = x.clone().requires_grad_(backward)
+    with torch.set_grad_enabled(mode != "inference"):
+        pairs = [(module(x_mine), reference(x_ref), "output")]
+    if backward:
+        pairs[0][0].backward(grad.to(device=device, dtype=dtype))
+        pairs[0][1].backward(grad)
+        pairs.append((x_mine.grad, x_ref.grad, "input gradient"))
+    tolerance = TOLERANCE[dtype]
+    for mine, expected, what in pairs:
+        error = (mine.detach().double().cpu() - expected.detach()).abs().max().item()
+        scale = expected.detach().abs().max().item()
+        if not error <= tolerance * max(1.0, scale):
+            raise RuntimeError(f"provider {provider!r} disagrees with the reference on {case.label()} "
+                               f"{str(dtype).removeprefix('torch.')} {mode}: {what} off by {error:.3g}; not timed")

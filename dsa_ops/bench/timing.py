@@ -1,0 +1,77 @@
+"""Clocks. On a GPU: CUDA events around each call (median and 20th/80th percentiles after warm-up),
+the profiler's device time and launch count of one call, and the peak memory a call allocates. On the
+CPU: torch.utils.benchmark, and the growth of the process's peak resident memory."""
+import resource
+import statistics
+import time
+
+import torch
+import torch.utils.benchmark as tbench
+
+
+def measure(step, device, setup=None, min_run_time=0.3, warmup=3):
+    """(median, p20, p80) seconds of one step(); setup(), when given, runs untimed before each step."""
+    for _ in range(warmup):
+        if setup is not None:
+            setup()
+        step()
+    if device.type != "cuda" and setup is None:
+        timer = tbench.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
+        times = sorted(timer.blocked_autorange(min_run_time=min_run_time).times)
+        return statistics.median(times), _quantile(times, 0.2), _quantile(times, 0.8)
+    times = []
+    deadline = time.perf_counter() + min_run_time
+    while time.perf_counter() < deadline or len(times) < 10:
+        if setup is not None:
+            setup()
+        times.append(_timed_call(step, device))
+    times.sort()
+    return statistics.median(times), _quantile(times, 0.2), _quantile(times, 0.8)
+
+
+def _timed_call(step, device):
+    if device.type != "cuda":
+        start = time.perf_counter()
+        step()
+        return time.perf_counter() - start
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    step()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1e3
+
+
+def _quantile(sorted_times, q):
+    return sorted_times[min(len(sorted_times) - 1, int(q * len(sorted_times)))]
+
+
+def device_work(step, calls=5):
+    """(GPU seconds, kernels and copies launched) per step(), from torch.profiler: the summed durations
+    of the device's events, without the host time between them."""
+    step()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+        for _ in range(calls):
+            step()
+        torch.cuda.synchronize()
+    events = [e for e in profile.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    return sum(e.time_range.elapsed_us() for e in events) / 1e6 / calls, len(events) / calls
+
+
+def peak_memory(step, device, setup=None):
+    """Bytes one step() needs beyond what is allocated before it (after setup()): the CUDA caching
+    allocator's peak, or on the CPU how far the step raises the process's peak resident set (0 once a
+    larger step ran)."""
+    if setup is not None:
+        setup()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        step()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    step()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024

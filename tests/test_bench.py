@@ -1,0 +1,70 @@
+"""The benchmark's CPU path on a tiny shape: the CSV schema and ratios, the markdown and plot files, the
+check that refuses to time a provider that disagrees with the reference, and argument errors."""
+import csv
+import importlib.util
+
+import pytest
+import torch
+
+import dsa_ops
+from dsa_ops.bench import cli, report
+
+PROVIDERS = ["reference", "cpu"]
+
+
+def run(tmp_path, *extra):
+    cli.main(["--device", "cpu", "--preset", "quick", "--providers", ",".join(PROVIDERS), "--modes",
+              "fwd,bwd,full,inference", "--min-time", "0.01", "--out", str(tmp_path), *extra])
+    with open(tmp_path / "bench.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_csv_schema_ratios_and_files(tmp_path):
+    rows = run(tmp_path)
+    assert list(rows[0]) == list(report.COLUMNS)
+    assert [(r["mode"], r["provider"]) for r in rows] == [("-", "clone")] + [
+        (mode, provider) for mode in ("fwd", "bwd", "full", "inference") for provider in PROVIDERS]
+    clone = float(rows[0]["median_ms"])
+    for row in rows:
+        assert float(row["median_ms"]) > 0 and row["dtype"] == "float32" and row["shape"] == "8x32x2x7x7"
+        assert float(row["x_clone"]) == pytest.approx(float(row["median_ms"]) / clone, rel=0.01, abs=0.01)
+        assert row["torch"] == torch.__version__ and row["dsa_ops"] == dsa_ops.__version__ and row["timestamp"]
+    assert all(r["vs_eager"] == "1.00x" for r in rows if r["provider"] == "reference")
+    assert (tmp_path / "bench.md").read_text().count("\n| quick") == len(rows)
+    has_matplotlib = importlib.util.find_spec("matplotlib") is not None
+    assert (tmp_path / "bench.png").exists() == has_matplotlib
+
+
+def test_a_provider_that_disagrees_is_not_timed(tmp_path, monkeypatch):
+    real_build = cli.build_module
+
+    def wrong_for_cpu(provider, case, state, device, dtype):
+        module = real_build(provider, case, state, device, dtype)
+        if provider == "cpu":
+            with torch.no_grad():
+                module.generate[3].weight[0].add_(1.0)  # one tap favoured: other kernels
+        return module
+
+    monkeypatch.setattr(cli, "build_module", wrong_for_cpu)
+    with pytest.raises(RuntimeError, match=r"provider 'cpu' disagrees with the reference .* fwd: output off by"):
+        run(tmp_path)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--providers", "gpu"], "unknown providers"),
+    (["--modes", "sideways"], "unknown modes"),
+    (["--shape", "2,4,16"], "--shape must be N,U,C,T,H,W or N,U,C,H,W"),
+])
+def test_bad_arguments(capsys, argv, message):
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--device", "cpu", *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_custom_shape_and_sweep_cases():
+    args = cli.parse_args(["--device", "cpu", "--shape", "2,4,16,3,5,5", "--split", "0.5", "--kernel-size", "5"])
+    (case,) = args.cases
+    assert case.shape() == (8, 16, 3, 5, 5) and case.split == 0.5 and case.kernel_size == 5
+    sweep = cli.parse_args(["--device", "cpu", "--preset", "sweep"]).cases
+    assert {c.name for c in sweep} == {"i3d-layer3", "C'", "S", "U", "K"}
+    assert sorted(c.segments for c in sweep if c.name == "U") == [2, 8, 16]
