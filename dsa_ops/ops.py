@@ -282,13 +282,24 @@ def _ops_with_prefix(prefix):
     return types.SimpleNamespace(**{name: getattr(torch.ops.dsa_ops, prefix + name) for name in SCHEMAS})
 
 
+def _without_autocast(body):
+    """body run with autocast off on its input's device, as the compiled ops run: an op keeps its own
+    dtypes (accumulation in float32, float64 for double) whatever autocast region calls it."""
+    @functools.wraps(body)
+    def run(*args):
+        with torch.autocast(args[0].device.type, enabled=False):
+            return body(*args)
+    return run
+
+
 def _define_triton_ops():
     """The dsa_ops ops again under the prefix "triton_", implemented by dsa_ops.triton (for CPU tensors
     too, which only Triton's interpreter runs)."""
     library = torch.library.Library("dsa_ops", "FRAGMENT")
     for name, schema in SCHEMAS.items():
         library.define(TRITON_PREFIX + name + schema)
-        library.impl(TRITON_PREFIX + name, getattr(_triton_bodies, name), "CompositeExplicitAutograd")
+        library.impl(TRITON_PREFIX + name, _without_autocast(getattr(_triton_bodies, name)),
+                     "CompositeExplicitAutograd")
     return library
 
 
@@ -354,6 +365,6 @@ def dsa_module(x, first_weight, bn_weight, bn_bias, running_mean, running_var, s
         if x.shape[0] == 0 and not training:  # no videos (training on none is refused by the BatchNorm)
             acc = accumulate_dtype(x.dtype)
             return x.clone(), running_mean.to(acc), running_var.to(acc)
-        return _reference_module(*args)
+        return _without_autocast(_reference_module)(*args)
     y, _, mean, var = _op_set(chosen).dsa_forward(*args)
     return y, mean, var

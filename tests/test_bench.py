@@ -68,3 +68,15 @@ def test_custom_shape_and_sweep_cases():
     sweep = cli.parse_args(["--device", "cpu", "--preset", "sweep"]).cases
     assert {c.name for c in sweep} == {"i3d-layer3", "C'", "S", "U", "K"}
     assert sorted(c.segments for c in sweep if c.name == "U") == [2, 8, 16]
+
+
+def test_model_benchmark_runs_every_variant(capsys):
+    from benchmarks import bench_model
+
+    bench_model.main(["--device", "cpu", "--archs", "i3d,tsm", "--dtypes", "float32", "--videos", "1",
+                      "--width", "8", "--size", "32", "--frames", "2", "--min-time", "0.01"])
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line.split() for line in lines[2:]]
+    assert [(r[0], r[2]) for r in rows] == [(a, v) for a in ("i3d", "tsm") for v in bench_model.VARIANTS]
+    assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
+    assert all(r[5].endswith("%") for r in rows if r[2] != "none")

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import dsa_ops
-from helpers import make_input, randomize_generator
+from helpers import DEVICE_OF, KERNEL_BACKENDS, make_input, randomize_generator, run_module
 
 PAPER_KEYS = {"generate.0.weight", "generate.1.weight", "generate.1.bias", "generate.1.running_mean",
               "generate.1.running_var", "generate.1.num_batches_tracked", "generate.3.weight"}
@@ -55,3 +55,22 @@ def test_backends_agree_through_the_module(rng):
     x = make_input((8, 16, 3, 3), generator=rng)
     torch.testing.assert_close(modules["cpu"](x), modules["reference"](x), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(modules["cpu"].generate[1].running_var, modules["reference"].generate[1].running_var)
+
+
+@pytest.mark.parametrize("backend", ["reference", *KERNEL_BACKENDS])
+def test_autocast_regions_change_nothing(rng, backend):
+    """Inside torch.autocast (bfloat16 activations, float32 parameters, as in a mixed-precision model)
+    DSAConv computes exactly what it computes outside it."""
+    device = DEVICE_OF.get(backend, "cpu")
+    module = randomize_generator(dsa_ops.DSAConv(16, split_ratio=0.5, backend=backend), rng).to(device)
+    x = make_input((8, 16, 2, 5, 5), torch.bfloat16, generator=rng, device=device)
+    grad = make_input(x.shape, torch.bfloat16, generator=rng, device=device)
+    y, gx, gparams = run_module(module, x, grad)
+    x_auto = x.clone().requires_grad_(True)
+    module.zero_grad(set_to_none=True)
+    with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+        y_auto = module(x_auto)
+    y_auto.backward(grad)  # outside the region, as PyTorch recommends
+    assert y_auto.dtype == torch.bfloat16 and torch.equal(y_auto, y) and torch.equal(x_auto.grad, gx)
+    for g, parameter in zip(gparams, module.parameters()):
+        assert parameter.grad.dtype == torch.float32 and torch.equal(parameter.grad, g)
