@@ -354,6 +354,9 @@ def _reference_module(x, first_weight, bn_weight, bn_bias, running_mean, running
     return y, mean, var
 
 
+_reference_module_without_autocast = _without_autocast(_reference_module)
+
+
 def dsa_module(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
                channels, training, eps, identity, backend):
     """The module's forward on the chosen backend: (y, mean, var), mean/var being the BatchNorm
@@ -365,6 +368,6 @@ def dsa_module(x, first_weight, bn_weight, bn_bias, running_mean, running_var, s
         if x.shape[0] == 0 and not training:  # no videos (training on none is refused by the BatchNorm)
             acc = accumulate_dtype(x.dtype)
             return x.clone(), running_mean.to(acc), running_var.to(acc)
-        return _without_autocast(_reference_module)(*args)
+        return _reference_module_without_autocast(*args)
     y, _, mean, var = _op_set(chosen).dsa_forward(*args)
     return y, mean, var

@@ -17,6 +17,11 @@ def backend_param(name):
 
 KERNEL_BACKENDS = [backend_param(name) for name in DEVICE_OF]
 
+
+def device_for(backend):
+    """The device a backend's tensors live on; the reference runs on the CPU."""
+    return DEVICE_OF.get(backend, "cpu")
+
 LAYOUTS = ("contiguous", "channels_last", "channel_slice", "spatial_slice", "row_stride")
 
 # (rtol, atol) per dtype of the compared tensors.

@@ -4,13 +4,9 @@ import pytest
 import torch
 
 import dsa_ops
-from helpers import KERNEL_BACKENDS, DEVICE_OF
+from helpers import DEVICE_OF, KERNEL_BACKENDS, device_for
 
 BACKENDS = ["reference", *KERNEL_BACKENDS]
-
-
-def device_for(backend):
-    return DEVICE_OF.get(backend, "cpu")
 
 
 @pytest.mark.parametrize("kwargs,match", [

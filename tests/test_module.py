@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import dsa_ops
-from helpers import DEVICE_OF, KERNEL_BACKENDS, make_input, randomize_generator, run_module
+from helpers import KERNEL_BACKENDS, device_for, make_input, randomize_generator, run_module
 
 PAPER_KEYS = {"generate.0.weight", "generate.1.weight", "generate.1.bias", "generate.1.running_mean",
               "generate.1.running_var", "generate.1.num_batches_tracked", "generate.3.weight"}
@@ -61,7 +61,7 @@ def test_backends_agree_through_the_module(rng):
 def test_autocast_regions_change_nothing(rng, backend):
     """Inside torch.autocast (bfloat16 activations, float32 parameters, as in a mixed-precision model)
     DSAConv computes exactly what it computes outside it."""
-    device = DEVICE_OF.get(backend, "cpu")
+    device = device_for(backend)
     module = randomize_generator(dsa_ops.DSAConv(16, split_ratio=0.5, backend=backend), rng).to(device)
     x = make_input((8, 16, 2, 5, 5), torch.bfloat16, generator=rng, device=device)
     grad = make_input(x.shape, torch.bfloat16, generator=rng, device=device)

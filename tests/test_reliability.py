@@ -6,13 +6,9 @@ import pytest
 import torch
 
 import dsa_ops
-from helpers import DEVICE_OF, KERNEL_BACKENDS, make_input, module_pair, run_module
+from helpers import DEVICE_OF, KERNEL_BACKENDS, device_for, make_input, module_pair, run_module
 
 BACKENDS = ["reference", *KERNEL_BACKENDS]
-
-
-def device_for(backend):
-    return DEVICE_OF.get(backend, "cpu")
 
 
 @pytest.mark.parametrize("training", [True, False])

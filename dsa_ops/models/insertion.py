@@ -3,6 +3,7 @@ Bottleneck or BasicBlock) at one of the paper's places, by wrapping each chosen 
 from torch import nn
 
 from ..module import DSAConv
+from .resnet import per_block_flags
 
 PLACES = ("res", "res_1", "res_2", "res_3", "res_4", "bottom")
 # The paper's choice: stages 2 and 3 (layer2, layer3), every second block, after conv1-bn1-relu.
@@ -58,15 +59,6 @@ class DSABlock(nn.Module):
         return self.dsa(out) if place == "bottom" else out
 
 
-def _stage_flags(freq, blocks, stage):
-    if isinstance(freq, int):
-        return [bool(freq)] * blocks
-    if len(freq) != blocks:
-        raise ValueError(f"insert_freq for layer{stage} must be an int or {blocks} 0/1 flags (one per block), "
-                         f"got {tuple(freq)}")
-    return [bool(f) for f in freq]
-
-
 def insert_dsa(model, insert_freq=PAPER_INSERT_FREQ, insert_place="res_2", **dsa_kwargs):
     """Wraps the residual blocks of `model` (which has layer1..layer4 of blocks with conv1/bn1/..., as
     torchvision's ResNets) so that a DSAConv runs at `insert_place`: 'res'/'res_1' (before conv1),
@@ -84,7 +76,7 @@ def insert_dsa(model, insert_freq=PAPER_INSERT_FREQ, insert_place="res_2", **dsa
     if insert_place == "bottom":
         dsa_kwargs.setdefault("with_identity", True)
     for index, (stage, freq) in enumerate(zip(stages, insert_freq), start=1):
-        for position, chosen in enumerate(_stage_flags(freq, len(stage), index)):
+        for position, chosen in enumerate(per_block_flags(freq, len(stage), f"insert_freq for layer{index}")):
             block = stage[position]
             if not chosen or isinstance(block, DSABlock):
                 continue

@@ -35,12 +35,13 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-def _flags(freq, blocks):
-    """A per-stage frequency (an int for every block, or a tuple of 0/1 per block) as a tuple of bools."""
+def per_block_flags(freq, blocks, name):
+    """A stage's frequency (an int for every block, or a tuple of 0/1 per block) as a tuple of bools;
+    name says which argument and stage it is in the error."""
     if isinstance(freq, int):
         return (bool(freq),) * blocks
     if len(freq) != blocks:
-        raise ValueError(f"a per-block tuple must have {blocks} entries for this stage, got {tuple(freq)}")
+        raise ValueError(f"{name} must be an int or {blocks} 0/1 flags (one per block), got {tuple(freq)}")
     return tuple(bool(f) for f in freq)
 
 
@@ -66,7 +67,7 @@ class VideoResNet(nn.Module):
         inplanes = width
         for stage, blocks in enumerate(layers):
             planes = width * 2 ** stage
-            inflate = _flags(inflate_freq[stage], blocks)
+            inflate = per_block_flags(inflate_freq[stage], blocks, f"inflate_freq for layer{stage + 1}")
             stage_blocks = []
             for index in range(blocks):
                 stride = 2 if stage > 0 and index == 0 else 1
