@@ -94,7 +94,11 @@ def run_module(module, x, grad):
 
 
 def check_module(rng, backend, *, videos=2, channels=16, num_segments=4, kernel_size=3, split=0.25, identity=False,
-                 tail=(3, 5, 5), layout="contiguous", dtype=torch.float32, training=True):
+                 tail=(3, 5, 5), layout="contiguous", dtype=torch.float32, training=True, relative_to_peak=False):
+    """DSAConv on `backend` against the float64 reference: output, input and parameter gradients,
+    running stats. relative_to_peak: gradient tolerances scale with the reference gradient's largest
+    entry (for random shapes, where a small-variance BatchNorm feature makes gradients large and the
+    rounding of the large terms shows in the small entries)."""
     fused, ref = module_pair(channels, rng, backend, U_segment=num_segments, kernel_size=kernel_size,
                              padding=(kernel_size - 1) // 2, split_ratio=split, with_identity=identity)
     fused.train(training)
@@ -109,10 +113,13 @@ def check_module(rng, backend, *, videos=2, channels=16, num_segments=4, kernel_
     y_ref, gx_ref, gparams_ref = run_module(ref, x.cpu().double(), grad.cpu().double())
     assert y.dtype == dtype and y.shape == x.shape and gx.dtype == dtype
     assert_close(y, y_ref, dtype)
-    assert_close(gx, gx_ref, dtype)
+    def peak(reference):
+        return max(1.0, reference.abs().max().item()) if relative_to_peak else 1.0
+
+    assert_close(gx, gx_ref, dtype, scale=peak(gx_ref))
     # parameter grads are sums over N*C'*U*S products, accumulated in float32 (float64 for double)
     for g, g_ref in zip(gparams, gparams_ref):
-        assert_close(g, g_ref, torch.float64 if dtype == torch.float64 else torch.float32, scale=10)
+        assert_close(g, g_ref, torch.float64 if dtype == torch.float64 else torch.float32, scale=10 * peak(g_ref))
     for name, buf in fused.generate[1].named_buffers():
         assert_close(buf.cpu().double(), ref.generate[1].get_buffer(name), torch.float64 if dtype == torch.float64
                      else torch.float32)

@@ -57,6 +57,6 @@ def test_module_against_the_reference(backend):
     def check(case):
         case = dict(case)
         generator = torch.Generator().manual_seed(case.pop("seed"))
-        check_module(generator, backend, **case)
+        check_module(generator, backend, relative_to_peak=True, **case)
 
     check()
