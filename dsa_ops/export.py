@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._modules import replace_submodules
 from .reference import DSAReference
 
 
@@ -52,10 +53,7 @@ def export_form(model):
     model = copy.deepcopy(model).eval()
     if isinstance(model, DSAReference):
         return DSAExportForm(model)
-    for name, module in list(model.named_modules()):
-        if isinstance(module, DSAReference):
-            parent_name, _, attribute = name.rpartition(".")
-            setattr(model.get_submodule(parent_name), attribute, DSAExportForm(module))
+    replace_submodules(model, lambda module: isinstance(module, DSAReference), DSAExportForm)
     return model
 
 

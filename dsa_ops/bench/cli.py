@@ -10,6 +10,7 @@ before it is timed.
               [--kernel-size K]] [--dtypes float32,bfloat16] [--providers ...] [--modes ...] [--out DIR]
 """
 import argparse
+import itertools
 import math
 import os
 import sys
@@ -57,7 +58,7 @@ def run_case(case, dtype, providers, modes, device, min_run_time, progress):
     copies = input_copies(case, dtype, device)
     xs = [torch.randn(case.shape(), generator=generator).to(device=device, dtype=dtype) for _ in range(copies)]
     grads = [torch.randn(case.shape(), generator=generator).to(device=device, dtype=dtype) for _ in range(copies)]
-    turn = iter(range(10**9))
+    turn = itertools.count()
     progress(f"{case.label()} clone")
     rows = [("-", "clone", *timed(None, lambda: xs[next(turn) % copies].clone(), device, min_run_time), None)]
     for mode in modes:

@@ -5,6 +5,7 @@ import math
 
 from torch import nn
 
+from .._modules import replace_submodules
 from ..module import DSAConv
 
 
@@ -39,10 +40,6 @@ def converted(module, **dsa_kwargs):
 def replace_official_dsa(model, **dsa_kwargs):
     """Replaces, in place, every official DSA module inside `model` by an equivalent DSAConv (keyword
     arguments go to DSAConv, e.g. backend); returns how many were replaced."""
-    targets = [(name, module) for name, module in model.named_modules() if _is_official(module)]
     if _is_official(model):
         raise ValueError("model is itself a DSA module: use dsa_ops.models.official.converted(model)")
-    for name, module in targets:
-        parent_name, _, attribute = name.rpartition(".")
-        setattr(model.get_submodule(parent_name), attribute, converted(module, **dsa_kwargs))
-    return len(targets)
+    return replace_submodules(model, _is_official, lambda module: converted(module, **dsa_kwargs))
