@@ -34,6 +34,11 @@ def environment(device):
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
+def milliseconds(seconds):
+    """Four significant digits, so ratios recomputed from the CSV agree with its x_clone column."""
+    return f"{seconds * 1e3:.4g}"
+
+
 def records(case, dtype_name, rows, env, floor_bytes):
     """rows: (mode, provider, median, p20, p80, peak bytes, gpu seconds, launches, compile seconds)."""
     by = {(mode, provider): row for mode, provider, *row in rows}
@@ -44,13 +49,13 @@ def records(case, dtype_name, rows, env, floor_bytes):
         out.append({
             "case": case.name, "split": f"{case.split:.3g}", "kernel_size": str(case.kernel_size),
             "shape": "x".join(str(d) for d in case.shape()), "dtype": dtype_name, "mode": mode, "provider": provider,
-            "median_ms": f"{median * 1e3:.4f}", "p20_ms": f"{p20 * 1e3:.4f}", "p80_ms": f"{p80 * 1e3:.4f}",
+            "median_ms": milliseconds(median), "p20_ms": milliseconds(p20), "p80_ms": milliseconds(p80),
             "x_clone": f"{median / clone:.2f}",
             "vs_eager": f"{eager[0] / median:.2f}x" if eager else "",
             "vs_compile": f"{compiled[0] / median:.2f}x" if compiled else "",
             "gb_s": f"{floor_bytes(mode) / median / 1e9:.1f}",
             "peak_mb": f"{peak / 2**20:.1f}",
-            "gpu_ms": f"{gpu * 1e3:.4f}" if gpu is not None else "",
+            "gpu_ms": milliseconds(gpu) if gpu is not None else "",
             "gpu_x_clone": f"{gpu / clone_gpu:.2f}" if gpu is not None else "",
             "launches": f"{launches:g}" if launches is not None else "",
             "compile_s": f"{compile_seconds:.1f}" if compile_seconds is not None else "",
