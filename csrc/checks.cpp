@@ -53,4 +53,9 @@ void check_pooled(const at::Tensor& pooled, const at::Tensor& x, int64_t num_seg
               pooled.device());
 }
 
+void check_batch_rows(int64_t rows) {
+  TORCH_CHECK_VALUE(rows > 1, "Expected more than 1 value per channel when training: the generator's BatchNorm "
+                    "sees N*C' = ", rows, " rows; use more videos or channels, or eval mode");
+}
+
 }  // namespace dsa_ops

@@ -19,6 +19,9 @@ void check_aggregate_weight(const at::Tensor& weight, const at::Tensor& x, int64
 // grad: same sizes, device and dtype as x, with the given name.
 void check_same_shape(const at::Tensor& grad, const at::Tensor& x, const char* name);
 
+// rows: the generator's batch in training, more than one (BatchNorm1d's rule).
+void check_batch_rows(int64_t rows);
+
 // pooled-shaped tensors: (N, C', U) on x's device.
 void check_pooled(const at::Tensor& pooled, const at::Tensor& x, int64_t num_segments, const char* name);
 

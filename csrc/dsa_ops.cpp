@@ -24,6 +24,10 @@ TORCH_LIBRARY(dsa_ops, m) {
       "Tensor running_var, Tensor second_weight, int num_segments, int channels, bool training, float eps, "
       "bool identity) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
+      "dsa_forward_(Tensor(a!) x, Tensor first_weight, Tensor bn_weight, Tensor bn_bias, Tensor running_mean, "
+      "Tensor running_var, Tensor second_weight, int num_segments, int channels, bool training, float eps, "
+      "bool identity) -> (Tensor, Tensor)");
+  m.def(
       "dsa_backward(Tensor grad_y, Tensor x, Tensor pooled, Tensor mean, Tensor var, Tensor first_weight, "
       "Tensor bn_weight, Tensor bn_bias, Tensor second_weight, int num_segments, bool training, float eps, "
       "bool identity) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");

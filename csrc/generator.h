@@ -1,9 +1,11 @@
 #pragma once
 // The kernel generator on the pooled rows, (R = N*C', U) -> (R, K):
 // Linear(U -> aU, no bias) -> BatchNorm1d(aU) -> ReLU -> Linear(aU -> K, no bias) -> Softmax.
-// Tiny (R x aU), written with ATen ops so that every device runs the same code, in the accumulation
-// dtype (float32, or float64 for double inputs).
+// Each backend runs it as one pass over the rows per kernel table entry (see ops.h), on tensors in
+// the accumulation dtype (float32, or float64 for double inputs); the arithmetic is generator_rows.h.
 #include <ATen/ATen.h>
+
+#include "generator_rows.h"
 
 namespace dsa_ops {
 
@@ -14,36 +16,29 @@ struct GeneratorParams {
   at::Tensor second_weight; // (K, aU)
 };
 
-struct GeneratorState {
-  at::Tensor pooled;      // (R, U)
-  at::Tensor normalized;  // (R, aU), BatchNorm's (h - mean) * invstd
-  at::Tensor activated;   // (R, aU), after ReLU
-  at::Tensor kernel;      // (R, K), softmax output
-  at::Tensor invstd;      // (aU)
+struct GeneratorOutput {
+  at::Tensor kernel;  // (R, K), softmax output
+  at::Tensor mean;    // (aU) the statistics BatchNorm normalised with: the batch's (biased variance)
+  at::Tensor var;     // (aU) in training, the running ones in eval
 };
 
 struct GeneratorGrads {
-  at::Tensor pooled;
+  at::Tensor kernel;  // (R, K), recomputed for the backward's grad_x
+  at::Tensor pooled;  // (R, U)
   at::Tensor first_weight;
   at::Tensor bn_weight;
   at::Tensor bn_bias;
   at::Tensor second_weight;
 };
 
-// The first Linear's output (R, aU): BatchNorm's input.
-at::Tensor generator_hidden(const at::Tensor& pooled, const GeneratorParams& params);
-
-// BatchNorm1d's batch mean and biased variance of hidden over its rows (training mode).
-std::pair<at::Tensor, at::Tensor> batch_statistics(const at::Tensor& hidden);
-
-// The generator given the BatchNorm statistics to normalise with (batch or running).
-GeneratorState generator_forward(const at::Tensor& pooled, const at::Tensor& hidden,
-                                 const GeneratorParams& params, const at::Tensor& mean,
-                                 const at::Tensor& var, double eps);
-
-// Gradients of the generator given grad_kernel (R, K). batch_stats: the statistics were the batch's
-// own (training), so BatchNorm's backward runs through them.
-GeneratorGrads generator_backward(const GeneratorState& state, const GeneratorParams& params,
-                                  const at::Tensor& grad_kernel, bool batch_stats);
+// The view of the parameters the row functions read; mean and invstd point at (aU) buffers.
+template <typename acc_t>
+GeneratorView<acc_t> generator_view(const GeneratorParams& params, const at::Tensor& mean, const at::Tensor& invstd) {
+  return {params.first_weight.const_data_ptr<acc_t>(), params.bn_weight.const_data_ptr<acc_t>(),
+          params.bn_bias.const_data_ptr<acc_t>(), params.second_weight.const_data_ptr<acc_t>(),
+          mean.const_data_ptr<acc_t>(), invstd.const_data_ptr<acc_t>(),
+          static_cast<int>(params.first_weight.size(1)), static_cast<int>(params.first_weight.size(0)),
+          static_cast<int>(params.second_weight.size(0))};
+}
 
 }  // namespace dsa_ops

@@ -8,9 +8,16 @@
   at::Tensor pool_backward(const at::Tensor& grad_pooled, const at::Tensor& x, int64_t num_segments);         \
   at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,     \
                        const std::optional<at::Tensor>& grad_pooled);                                         \
+  void aggregate_inplace(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity);   \
+  GeneratorOutput generator(const at::Tensor& rows, const GeneratorParams& params, const at::Tensor& running_mean, \
+                            const at::Tensor& running_var, bool training, double eps);                        \
+  GeneratorGrads generator_backward(const at::Tensor& rows, const GeneratorParams& params, const at::Tensor& mean, \
+                                    const at::Tensor& var, const at::Tensor& grad_kernel, bool training,       \
+                                    double eps);                                                              \
   at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments, int64_t channels, \
                          int64_t kernel_size);                                                                \
   inline const SegmentKernels& kernels() {                                                                    \
-    static const SegmentKernels table{pool, pool_backward, aggregate, grad_weight};                           \
+    static const SegmentKernels table{pool,      pool_backward,      aggregate,  aggregate_inplace,           \
+                                      generator, generator_backward, grad_weight};                            \
     return table;                                                                                             \
   }

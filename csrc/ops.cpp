@@ -45,6 +45,36 @@ GeneratorParams generator_params(const at::Tensor& x, int64_t num_segments, cons
 // grad_y[u - k + P] = sum_k weight[K - 1 - k] * grad_y[u + k - P].
 at::Tensor reversed_taps(const at::Tensor& weight) { return weight.flip({2}).contiguous(); }
 
+// What the module's forward computes before aggregating: the pooled rows, the (N, C', K) kernels and
+// the BatchNorm statistics used.
+struct GeneratedKernels {
+  at::Tensor pooled;
+  at::Tensor kernel;
+  at::Tensor mean;
+  at::Tensor var;
+};
+
+// Validates the module's arguments, pools the C' channels of input (x in a readable layout) and runs
+// the generator on the pooled (N*C', U) rows.
+GeneratedKernels generate_kernels(const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& input,
+                                  const at::Tensor& first_weight, const at::Tensor& bn_weight,
+                                  const at::Tensor& bn_bias, const at::Tensor& running_mean,
+                                  const at::Tensor& running_var, const at::Tensor& second_weight,
+                                  int64_t num_segments, int64_t channels, bool training, double eps) {
+  const auto params = generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
+  const int64_t hidden_size = first_weight.size(0);
+  check_parameter(running_mean, x, {hidden_size}, "running_mean (generate.1.running_mean)");
+  check_parameter(running_var, x, {hidden_size}, "running_var (generate.1.running_var)");
+
+  const int64_t videos = x.size(0) / num_segments;
+  if (training) check_batch_rows(videos * channels);
+  auto pooled = kernels.pool(input, num_segments, channels);
+  auto generated = kernels.generator(pooled.view({videos * channels, num_segments}), params,
+                                     in_accumulate_dtype(running_mean, x), in_accumulate_dtype(running_var, x),
+                                     training, eps);
+  return {pooled, generated.kernel.view({videos, channels, second_weight.size(0)}), generated.mean, generated.var};
+}
+
 }  // namespace
 
 at::Tensor segment_pool(const SegmentKernels& kernels, const at::Tensor& x, int64_t num_segments,
@@ -108,28 +138,32 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
   const at::OptionalDeviceGuard device_guard(at::device_of(x));
   check_input(x, num_segments);
   check_channels(x, channels);
-  const auto params = generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
-  const int64_t hidden_size = first_weight.size(0);
-  check_parameter(running_mean, x, {hidden_size}, "running_mean (generate.1.running_mean)");
-  check_parameter(running_var, x, {hidden_size}, "running_var (generate.1.running_var)");
-
   const auto input = readable_input(x);
-  const int64_t videos = x.size(0) / num_segments;
-  const int64_t kernel_size = second_weight.size(0);
-  auto pooled = kernels.pool(input, num_segments, channels);
-  auto rows = pooled.view({videos * channels, num_segments});
-  auto hidden = generator_hidden(rows, params);
-  at::Tensor mean, var;
-  if (training) {
-    std::tie(mean, var) = batch_statistics(hidden);
-  } else {
-    mean = in_accumulate_dtype(running_mean, x).clone();
-    var = in_accumulate_dtype(running_var, x).clone();
-  }
-  auto state = generator_forward(rows, hidden, params, mean, var, eps);
-  auto y = kernels.aggregate(input, state.kernel.view({videos, channels, kernel_size}), num_segments, identity,
-                             std::nullopt);
-  return {y, pooled, mean, var};
+  auto generated = generate_kernels(kernels, x, input, first_weight, bn_weight, bn_bias, running_mean, running_var,
+                                    second_weight, num_segments, channels, training, eps);
+  auto y = kernels.aggregate(input, generated.kernel, num_segments, identity, std::nullopt);
+  return {y, generated.pooled, generated.mean, generated.var};
+}
+
+// Memory plan (in place): pool reads the C' processed channels of x; aggregate_inplace reads them once
+// more and writes them once; the other channels are not touched. An awkwardly strided x is processed
+// in a contiguous copy whose C' channels are then copied back.
+std::tuple<at::Tensor, at::Tensor> dsa_forward_(
+    const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
+    const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
+    const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments, int64_t channels,
+    bool training, double eps, bool identity) {
+  const at::OptionalDeviceGuard device_guard(at::device_of(x));
+  check_input(x, num_segments);
+  check_channels(x, channels);
+  TORCH_CHECK(!x.requires_grad(), "x must not require grad for the in-place forward (dsa_forward_), which "
+              "overwrites it; use the out-of-place forward (DSAConv(inplace=False)) when gradients are needed");
+  const auto input = readable_input(x);
+  auto generated = generate_kernels(kernels, x, input, first_weight, bn_weight, bn_bias, running_mean, running_var,
+                                    second_weight, num_segments, channels, training, eps);
+  kernels.aggregate_inplace(input, generated.kernel, num_segments, identity);
+  if (!input.is_same(x)) x.narrow(1, 0, channels).copy_(input.narrow(1, 0, channels));
+  return {generated.mean, generated.var};
 }
 
 // Memory plan (backward): grad_weight reads the C' channels of grad_y and x once; aggregate reads
@@ -149,13 +183,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backw
   const int64_t channels = pooled.size(1);
   const int64_t kernel_size = second_weight.size(0);
   auto rows = in_accumulate_dtype(pooled, x).view({videos * channels, num_segments});
-  auto state = generator_forward(rows, generator_hidden(rows, params), params, in_accumulate_dtype(mean, x),
-                                 in_accumulate_dtype(var, x), eps);
 
   const auto dy = readable_input(grad_y);
   auto grad_kernel = kernels.grad_weight(dy, readable_input(x), num_segments, channels, kernel_size);
-  auto grads = generator_backward(state, params, grad_kernel.view({videos * channels, kernel_size}), training);
-  auto grad_x = kernels.aggregate(dy, reversed_taps(state.kernel.view({videos, channels, kernel_size})), num_segments,
+  auto grads = kernels.generator_backward(rows, params, in_accumulate_dtype(mean, x), in_accumulate_dtype(var, x),
+                                          grad_kernel.view({videos * channels, kernel_size}), training, eps);
+  auto grad_x = kernels.aggregate(dy, reversed_taps(grads.kernel.view({videos, channels, kernel_size})), num_segments,
                                   identity, grads.pooled.view({videos, channels, num_segments}));
   return {grad_x, grads.first_weight.to(first_weight.scalar_type()), grads.bn_weight.to(bn_weight.scalar_type()),
           grads.bn_bias.to(bn_bias.scalar_type()), grads.second_weight.to(second_weight.scalar_type())};

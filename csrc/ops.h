@@ -8,6 +8,8 @@
 #include <optional>
 #include <tuple>
 
+#include "generator.h"
+
 namespace dsa_ops {
 
 struct SegmentKernels {
@@ -20,6 +22,16 @@ struct SegmentKernels {
   // The backward's grad_x is this on grad_y with the taps reversed.
   at::Tensor (*aggregate)(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
                           const std::optional<at::Tensor>& grad_pooled);
+  // aggregate's sum written over the first C' channels of x itself (the others untouched).
+  void (*aggregate_inplace)(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity);
+  // The kernel generator on the pooled rows (R, U), see generator.h: training normalises with the
+  // batch's statistics, eval with running_mean / running_var. One pass over the rows (two in training).
+  GeneratorOutput (*generator)(const at::Tensor& rows, const GeneratorParams& params, const at::Tensor& running_mean,
+                               const at::Tensor& running_var, bool training, double eps);
+  // Its backward given grad_kernel (R, K) and the statistics the forward normalised with.
+  GeneratorGrads (*generator_backward)(const at::Tensor& rows, const GeneratorParams& params, const at::Tensor& mean,
+                                       const at::Tensor& var, const at::Tensor& grad_kernel, bool training,
+                                       double eps);
   // (N, C', K): sum over U and S of grad_y[u] * x[u + k - P], accumulation dtype.
   at::Tensor (*grad_weight)(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments,
                             int64_t channels, int64_t kernel_size);
@@ -44,6 +56,14 @@ at::Tensor aggregate_grad_weight(const SegmentKernels& kernels, const at::Tensor
 // The whole module, forward: returns (y, pooled, mean, var) where mean/var are the statistics the
 // generator's BatchNorm normalised with (the batch's, biased, in training; the running ones in eval).
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
+    const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
+    const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
+    const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments, int64_t channels,
+    bool training, double eps, bool identity);
+
+// The whole module's forward in place, for inference: x's first C' channels are overwritten with the
+// output (the others are not touched); returns (mean, var) as dsa_forward. x must not require grad.
+std::tuple<at::Tensor, at::Tensor> dsa_forward_(
     const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
     const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
     const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments, int64_t channels,

@@ -43,6 +43,14 @@ struct OpsWith {
     return dsa_ops::dsa_forward(Table(), x, first_weight, bn_weight, bn_bias, running_mean, running_var,
                                 second_weight, num_segments, channels, training, eps, identity);
   }
+  static std::tuple<at::Tensor, at::Tensor> dsa_forward_(
+      const at::Tensor& x, const at::Tensor& first_weight, const at::Tensor& bn_weight, const at::Tensor& bn_bias,
+      const at::Tensor& running_mean, const at::Tensor& running_var, const at::Tensor& second_weight,
+      int64_t num_segments, int64_t channels, bool training, double eps, bool identity) {
+    const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    return dsa_ops::dsa_forward_(Table(), x, first_weight, bn_weight, bn_bias, running_mean, running_var,
+                                 second_weight, num_segments, channels, training, eps, identity);
+  }
   static std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backward(
       const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& pooled, const at::Tensor& mean,
       const at::Tensor& var, const at::Tensor& first_weight, const at::Tensor& bn_weight, const at::Tensor& bn_bias,
@@ -62,6 +70,7 @@ void register_ops(torch::Library& m) {
   m.impl("aggregate_grad_input", &Ops::aggregate_grad_input);
   m.impl("aggregate_grad_weight", &Ops::aggregate_grad_weight);
   m.impl("dsa_forward", &Ops::dsa_forward);
+  m.impl("dsa_forward_", &Ops::dsa_forward_);
   m.impl("dsa_backward", &Ops::dsa_backward);
 }
 

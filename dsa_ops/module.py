@@ -17,10 +17,13 @@ class DSAConv(reference.DSAReference):
 
     backend: "auto" (the compiled kernel for the input's device, else the next usable backend with a
     one-time warning; $DSA_OPS_BACKEND overrides), or "cpu", "cuda", "triton", "reference".
+    inplace: for inference, overwrite the first C' channels of x with the output and return x (the other
+    channels are not touched): no output allocation, a third of the traffic at split 1/8. Needs
+    torch.no_grad() or torch.inference_mode() and an x that does not require grad.
     """
 
     def __init__(self, in_channels, insert_place="res_2", U_segment=4, kernel_size=3, stride=1, padding=1,
-                 alpha=2, split_ratio=1 / 8, with_identity=False, backend="auto"):
+                 alpha=2, split_ratio=1 / 8, with_identity=False, backend="auto", inplace=False):
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
         if not isinstance(U_segment, int) or U_segment < 1:
@@ -43,11 +46,13 @@ class DSAConv(reference.DSAReference):
         super().__init__(in_channels, insert_place, U_segment, kernel_size, stride, padding, alpha, split_ratio,
                          with_identity)
         self.backend = backend
+        self.inplace = bool(inplace)
 
     def extra_repr(self):
         return (f"{self.in_channels}, U_segment={self.U_segment}, kernel_size={self.kernel_size}, "
                 f"alpha={self.alpha}, num_shift_channel={self.num_shift_channel}, "
-                f"with_identity={self.with_identity}, backend={self.backend!r}")
+                f"with_identity={self.with_identity}, backend={self.backend!r}"
+                + (", inplace=True" if self.inplace else ""))
 
     def _check(self, x):
         check_input(x, self.U_segment)
@@ -68,17 +73,35 @@ class DSAConv(reference.DSAReference):
         return (self.generate[0].weight, bn.weight, bn.bias, bn.running_mean, bn.running_var,
                 self.generate[3].weight)
 
+    def _check_inplace(self, x):
+        if x.requires_grad:
+            raise RuntimeError("DSAConv(inplace=True) overwrites x, which requires grad; use inplace=False when "
+                               "gradients are needed, or pass x.detach()")
+        if torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()):
+            raise RuntimeError("DSAConv(inplace=True) records no gradients for its parameters: call it under "
+                               "torch.no_grad() or torch.inference_mode(), or use inplace=False")
+
     def forward(self, x):
         self._check(x)
+        if self.inplace:
+            self._check_inplace(x)
         bn = self.generate[1]
         if self.training and type(bn) is not torch.nn.BatchNorm1d:
             # A BatchNorm of another kind (nn.SyncBatchNorm after convert_sync_batchnorm) must work out
             # the batch statistics itself: the generator runs as modules, never silently unsynchronised.
             _warn_once_module_generator(type(bn).__name__)
-            return reference.dsa_forward(x, self.generate, self.U_segment, self.num_shift_channel,
-                                         self.with_identity)
-        y, mean, var = ops.dsa_module(x, *self._generator_tensors(), self.U_segment, self.num_shift_channel,
-                                      self.training, bn.eps, self.with_identity, self.backend)
+            y = reference.dsa_forward(x, self.generate, self.U_segment, self.num_shift_channel, self.with_identity)
+            if not self.inplace:
+                return y
+            x.narrow(1, 0, self.num_shift_channel).copy_(y.narrow(1, 0, self.num_shift_channel))
+            return x
+        args = (x, *self._generator_tensors(), self.U_segment, self.num_shift_channel, self.training, bn.eps,
+                self.with_identity, self.backend)
+        if self.inplace:
+            mean, var = ops.dsa_module_(*args)
+            y = x
+        else:
+            y, mean, var = ops.dsa_module(*args)
         if self.training:
             rows = x.shape[0] // self.U_segment * self.num_shift_channel
             _update_running_stats(bn, mean, var, rows)

@@ -11,6 +11,8 @@ values, kernels and generator statistics are float32, float64 for double inputs)
   aggregate_grad_weight(grad_y, x, U, C', K)     -> (N, C', K)
   dsa_forward(x, w1, bn_w, bn_b, running_mean, running_var, w2, U, C', training, eps, identity)
                                                  -> (y, pooled, mean, var)
+  dsa_forward_(x, <dsa_forward's other arguments>) -> (mean, var), x's first C' channels overwritten
+                                                 with the output (inference; x must not require grad)
   dsa_backward(grad_y, x, pooled, mean, var, w1, bn_w, bn_b, w2, U, training, eps, identity)
                                                  -> (grad_x, grad_w1, grad_bn_w, grad_bn_b, grad_w2)
 """
@@ -56,6 +58,9 @@ SCHEMAS = {
     "dsa_forward": "(Tensor x, Tensor first_weight, Tensor bn_weight, Tensor bn_bias, Tensor running_mean, "
                    "Tensor running_var, Tensor second_weight, int num_segments, int channels, bool training, "
                    "float eps, bool identity) -> (Tensor, Tensor, Tensor, Tensor)",
+    "dsa_forward_": "(Tensor(a!) x, Tensor first_weight, Tensor bn_weight, Tensor bn_bias, Tensor running_mean, "
+                    "Tensor running_var, Tensor second_weight, int num_segments, int channels, bool training, "
+                    "float eps, bool identity) -> (Tensor, Tensor)",
     "dsa_backward": "(Tensor grad_y, Tensor x, Tensor pooled, Tensor mean, Tensor var, Tensor first_weight, "
                     "Tensor bn_weight, Tensor bn_bias, Tensor second_weight, int num_segments, bool training, "
                     "float eps, bool identity) -> (Tensor, Tensor, Tensor, Tensor, Tensor)",
@@ -171,6 +176,13 @@ def _register_fakes(prefix):
         hidden = first_weight.shape[0]
         pooled = x.new_empty((x.shape[0] // num_segments, channels, num_segments), dtype=acc)
         return empty_output(x), pooled, x.new_empty((hidden,), dtype=acc), x.new_empty((hidden,), dtype=acc)
+
+    @torch.library.register_fake(f"dsa_ops::{prefix}dsa_forward_")
+    def _(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments, channels,
+          training, eps, identity):
+        acc = accumulate_dtype(x.dtype)
+        hidden = first_weight.shape[0]
+        return x.new_empty((hidden,), dtype=acc), x.new_empty((hidden,), dtype=acc)
 
     @torch.library.register_fake(f"dsa_ops::{prefix}dsa_backward")
     def _(grad_y, x, pooled, mean, var, first_weight, bn_weight, bn_bias, second_weight, num_segments, training,
@@ -371,3 +383,17 @@ def dsa_module(x, first_weight, bn_weight, bn_bias, running_mean, running_var, s
         return _reference_module_without_autocast(*args)
     y, _, mean, var = _op_set(chosen).dsa_forward(*args)
     return y, mean, var
+
+
+def dsa_module_(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
+                channels, training, eps, identity, backend):
+    """The module's forward in place on x's first C' channels (inference): returns (mean, var) as
+    dsa_module; the other channels are not touched."""
+    chosen = resolve_backend(backend, x.device.type)
+    args = (x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments, channels,
+            training, eps, identity)
+    if chosen == "reference":
+        y, mean, var = dsa_module(*args, backend="reference")
+        x.narrow(1, 0, channels).copy_(y.narrow(1, 0, channels))
+        return mean, var
+    return _op_set(chosen).dsa_forward_(*args)

@@ -1,5 +1,6 @@
 """A small CUDA forward + backward of every op for compute-sanitizer (memcheck, racecheck): contiguous
-and channels-last, float32 and bfloat16, K = 3 and 5, with and without identity."""
+and channels-last, float32 and bfloat16, K = 3 and 5, with and without identity, training and eval,
+and the in-place forward."""
 import torch
 
 import dsa_ops
@@ -15,6 +16,11 @@ def main():
                 x = torch.randn(8, 40, 3, 5, 7, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
                 x.requires_grad_(True)
                 module(x).square().sum().backward()
+                module.eval()
+                module(x).square().sum().backward()
+                module.inplace = True
+                with torch.no_grad():
+                    module(x.detach().clone())
                 weight = torch.rand(2, 13, kernel_size, device="cuda", requires_grad=True)
                 y = dsa_ops.dsa_aggregate(x, weight, 4, identity, backend="cuda")
                 y.sum().backward()

@@ -81,7 +81,7 @@ def module_pair(channels, generator=None, backend="cpu", **kwargs):
     fused = randomize_generator(dsa_ops.DSAConv(channels, backend=backend, **kwargs), generator)
     ref = dsa_ops.DSAReference(channels, **kwargs)
     ref.load_state_dict(fused.state_dict())
-    return fused.double().to(DEVICE_OF[backend]), ref.double()
+    return fused.double().to(device_for(backend)), ref.double()
 
 
 def run_module(module, x, grad):
@@ -93,18 +93,37 @@ def run_module(module, x, grad):
     return y.detach(), x.grad, [p.grad for p in module.parameters()]
 
 
-def check_module(rng, backend, *, videos=2, channels=16, num_segments=4, kernel_size=3, split=0.25, identity=False,
-                 tail=(3, 5, 5), layout="contiguous", dtype=torch.float32, training=True, relative_to_peak=False):
-    """DSAConv on `backend` against the float64 reference: output, input and parameter gradients,
-    running stats. relative_to_peak: gradient tolerances scale with the reference gradient's largest
-    entry (for random shapes, where a small-variance BatchNorm feature makes gradients large and the
-    rounding of the large terms shows in the small entries)."""
+def configured_pair(rng, backend, channels, num_segments, kernel_size, split, identity, training, dtype):
+    """module_pair for one configuration, in train or eval, DSAConv's parameters in float32 unless the
+    input is float64."""
     fused, ref = module_pair(channels, rng, backend, U_segment=num_segments, kernel_size=kernel_size,
                              padding=(kernel_size - 1) // 2, split_ratio=split, with_identity=identity)
     fused.train(training)
     ref.train(training)
     if dtype != torch.float64:
         fused.float()
+    return fused, ref
+
+
+def check_inplace(rng, backend, *, videos, channels, num_segments, kernel_size, split, identity, tail, layout, dtype,
+                  training):
+    """DSAConv(inplace=True) under no_grad against the float64 reference: x holds the output after."""
+    fused, ref = configured_pair(rng, backend, channels, num_segments, kernel_size, split, identity, training, dtype)
+    fused.inplace = True
+    x = make_input((videos * num_segments, channels, *tail), dtype, layout, rng, device=DEVICE_OF[backend])
+    expected = ref(x.cpu().double())
+    with torch.no_grad():
+        assert fused(x) is x
+    assert_close(x, expected, dtype)
+
+
+def check_module(rng, backend, *, videos=2, channels=16, num_segments=4, kernel_size=3, split=0.25, identity=False,
+                 tail=(3, 5, 5), layout="contiguous", dtype=torch.float32, training=True, relative_to_peak=False):
+    """DSAConv on `backend` against the float64 reference: output, input and parameter gradients,
+    running stats. relative_to_peak: gradient tolerances scale with the reference gradient's largest
+    entry (for random shapes, where a small-variance BatchNorm feature makes gradients large and the
+    rounding of the large terms shows in the small entries)."""
+    fused, ref = configured_pair(rng, backend, channels, num_segments, kernel_size, split, identity, training, dtype)
     shape = (videos * num_segments, channels, *tail)
     device = DEVICE_OF[backend]
     x = make_input(shape, dtype, layout, rng, device=device)

@@ -35,6 +35,15 @@ def test_csv_schema_ratios_and_files(tmp_path):
     assert (tmp_path / "bench.png").exists() == has_matplotlib
 
 
+def test_inplace_mode_runs_the_kernel_backends_against_eager_inference(tmp_path):
+    rows = run(tmp_path, "--modes", "inference,inplace")
+    assert [(r["mode"], r["provider"]) for r in rows] == [
+        ("-", "clone"), ("inference", "reference"), ("inference", "cpu"), ("inplace", "cpu")]
+    inference, inplace = rows[1], rows[3]
+    assert float(inplace["vs_eager"].rstrip("x")) == pytest.approx(
+        float(inference["median_ms"]) / float(inplace["median_ms"]), rel=0.01, abs=0.01)
+
+
 def test_a_provider_that_disagrees_is_not_timed(tmp_path, monkeypatch):
     real_build = cli.build_module
 

@@ -99,6 +99,25 @@ def test_raw_ops_validate_too(backend):
                             torch.randn(3, 8), 4, 1, True, 1e-5, False)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inplace_refuses_grad(rng, backend):
+    module = dsa_ops.DSAConv(16, split_ratio=0.25, backend=backend, inplace=True).eval().to(device_for(backend))
+    x = torch.randn(8, 16, 4, 4, generator=rng).to(device_for(backend))
+    with pytest.raises(RuntimeError, match="torch.no_grad"):
+        module(x)
+    with torch.no_grad(), pytest.raises(RuntimeError, match="overwrites x, which requires grad"):
+        module(x.requires_grad_())
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_raw_inplace_op_refuses_grad(rng, backend):
+    op = torch.ops.dsa_ops.triton_dsa_forward_ if backend == "triton" else torch.ops.dsa_ops.dsa_forward_
+    module = dsa_ops.DSAConv(16, split_ratio=0.25).eval().to(device_for(backend))
+    x = torch.randn(8, 16, 4, 4, generator=rng).to(device_for(backend)).requires_grad_()
+    with torch.no_grad(), pytest.raises(RuntimeError, match="x must not require grad for the in-place forward"):
+        op(x, *module._generator_tensors(), 4, 2, False, 1e-5, False)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device for a device mismatch")
 def test_parameters_on_another_device():
     module = dsa_ops.DSAConv(16, split_ratio=0.25)

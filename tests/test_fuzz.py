@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis): random videos, U (1-16), channels and split (C' >= 1), odd K (1-9,
 may exceed U), T/H/W (1 included), 4D and 5D, every input layout, dtypes, identity, train/eval; DSAConv on
-every backend present against the reference, outputs, input and parameter gradients, running stats.
+every backend present against the reference, outputs, input and parameter gradients, running stats; and
+the in-place forward's output.
 
 CI runs a bounded, derandomised profile (a fixed number of examples per backend, fewer for Triton's
 interpreter); DSA_OPS_FUZZ_EXAMPLES=N runs N random examples per backend (scripts/gpu_check.sh: 1000)."""
@@ -10,7 +11,7 @@ import pytest
 import torch
 
 from dsa_ops.models.official import _split_ratio
-from helpers import LAYOUTS, check_module
+from helpers import LAYOUTS, check_inplace, check_module
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
@@ -58,5 +59,6 @@ def test_module_against_the_reference(backend):
         case = dict(case)
         generator = torch.Generator().manual_seed(case.pop("seed"))
         check_module(generator, backend, relative_to_peak=True, **case)
+        check_inplace(generator, backend, **case)
 
     check()

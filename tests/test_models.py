@@ -81,6 +81,27 @@ def test_each_place_matches_the_block_composed_by_hand(rng, place, kind):
     assert not torch.equal(y, by_hand(wrapped.block, nn.Identity(), place, x)), "the DSA must change the output"
 
 
+@pytest.mark.parametrize("place", [p for p in models.PLACES if p not in ("res", "res_1")])
+def test_inplace_dsa_in_blocks_matches_out_of_place(rng, place):
+    block = Bottleneck(2, 16, 8, stride=2)
+    model = models.insert_dsa(one_block_model(block), (1, 0, 0, 0), place, U_segment=U, split_ratio=0.5)
+    wrapped = model.layer1[0].eval()
+    randomize_generator(wrapped.dsa, rng)
+    inplace = copy.deepcopy(wrapped)
+    inplace.dsa.inplace = True
+    x = torch.randn(2 * U, 16, 9, 9, generator=rng)
+    with torch.inference_mode():
+        expected = wrapped(x)
+        assert_close(inplace(x.clone()), expected)
+    assert not torch.equal(expected, by_hand(wrapped.block, nn.Identity(), place, x)), "the DSA must change the output"
+
+
+@pytest.mark.parametrize("place", ["res", "res_1"])
+def test_inplace_dsa_is_refused_where_the_input_is_the_residual(place):
+    with pytest.raises(ValueError, match=f"inplace=True cannot be used at insert_place='{place}'"):
+        models.insert_dsa(one_block_model(Bottleneck(2, 16, 8)), (1, 0, 0, 0), place, inplace=True)
+
+
 def test_insert_freq_is_checked_per_stage():
     model = VideoResNet(2, 3, U, width=8)
     with pytest.raises(ValueError, match=r"insert_freq for layer2 must be an int or 4 0/1 flags"):

@@ -7,10 +7,8 @@ from torch import nn
 import dsa_ops
 from helpers import DEVICE_OF, make_input, randomize_generator
 
-ops = torch.ops.dsa_ops
 
-
-def op_samples(rng, layout, device):
+def op_samples(rng, layout, device, ops):
     x = make_input((8, 6, 2, 3, 3), layout=layout, generator=rng, requires_grad=True, device=device)
     grad_y = make_input(x.shape, layout=layout, generator=rng, device=device)
 
@@ -36,6 +34,7 @@ def op_samples(rng, layout, device):
         (ops.aggregate_grad_weight, (grad_y, x, 4, 3, 3)),
         (ops.dsa_forward, (x, *params, 4, 3, True, 1e-5, False)),
         (ops.dsa_forward, (x, *params, 4, 3, False, 1e-5, True)),
+        (ops.dsa_forward_, (x.detach().clone(), *(p.detach() for p in params), 4, 3, False, 1e-5, True)),
         (ops.dsa_backward, (grad_y, x.detach(), pooled, mean, var, w1.detach(), bn_w.detach(), bn_b.detach(),
                             w2.detach(), 4, True, 1e-5, False)),
     ]
@@ -43,10 +42,9 @@ def op_samples(rng, layout, device):
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "spatial_slice"])
 def test_opcheck_every_op(rng, backend, layout):
-    samples = op_samples(rng, layout, DEVICE_OF[backend])
-    assert {op.default.name() for op, _ in samples} == {
-        f"dsa_ops::{name}" for name in ("segment_pool", "segment_pool_backward", "aggregate", "aggregate_grad_input",
-                                        "aggregate_grad_weight", "dsa_forward", "dsa_backward")}
+    prefix = dsa_ops.ops.TRITON_PREFIX if backend == "triton" else ""
+    samples = op_samples(rng, layout, DEVICE_OF[backend], dsa_ops.ops._ops_with_prefix(prefix))
+    assert {op.default.name() for op, _ in samples} == {f"dsa_ops::{prefix}{name}" for name in dsa_ops.ops.SCHEMAS}
     for op, args in samples:
         torch.library.opcheck(op, args)
 

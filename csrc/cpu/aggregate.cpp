@@ -35,68 +35,84 @@ void copy_passthrough(const at::Tensor& in, at::Tensor& out, int64_t channels) {
                      });
 }
 
-// y = sum_k weight[k] * x[u + k - P] (+ x when identity) (+ grad_pooled / S when given) on the first C'
-// channels, the others copied (grad_x is this on grad_y with the taps reversed).
-// Memory plan: reads x once and writes y once. For each line position the U rows of a video are
-// stepped through together, so the K taps of a row come from L1; the other C - C' channels are
-// copied. One pass.
-}  // namespace
-
-at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
-                     const std::optional<at::Tensor>& grad_pooled) {
+// out = sum_k weight[k] * x[u + k - P] (+ x when identity) (+ grad_pooled / S when given) on the first
+// C' channels (grad_x is this on grad_y with the taps reversed). out may be x itself: for each line
+// position the U rows of a video are all read into a (U, line) buffer before any of them is written.
+// Memory plan: reads the C' channels of x once and writes them once; the U rows of a line stay in L1
+// while their K taps are summed. One pass.
+template <typename scalar_t>
+void aggregate_into(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
+                    const std::optional<at::Tensor>& grad_pooled, const at::Tensor& out) {
+  using acc_t = at::opmath_type<scalar_t>;
   const int64_t videos = weight.size(0);
   const int64_t channels = weight.size(1);
   const int64_t kernel_size = weight.size(2);
   const int64_t pad = (kernel_size - 1) / 2;
   const int64_t spatial = spatial_size(x);
-  auto y = empty_output(x, x.scalar_type());
   const auto xs = plane_strides(x);
-  const auto ys = plane_strides(y);
+  const auto ys = plane_strides(out);
   const bool along_channels = lines_along_channels(xs);
   const int64_t x_step = line_stride(xs, along_channels);
   const int64_t y_step = line_stride(ys, along_channels);
   const auto by_tap = weights_by_tap(weight);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cpu_aggregate", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* src = x.const_data_ptr<scalar_t>();
-    const acc_t* w = weight.const_data_ptr<acc_t>();
-    const acc_t* w_by_tap = by_tap.const_data_ptr<acc_t>();
-    const acc_t* pooled = grad_pooled ? grad_pooled->const_data_ptr<acc_t>() : nullptr;
-    const acc_t scale = acc_t(1) / static_cast<acc_t>(spatial);
-    scalar_t* dst = y.mutable_data_ptr<scalar_t>();
-    parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
-      // pooled_terms[u * kLineLength + (c - c0)] = grad_pooled[n, c, u] / S
-      std::vector<acc_t> pooled_terms(pooled ? num_segments * kLineLength : 0);
-      for (int64_t u = 0; pooled && u < num_segments; ++u)
-        for (int64_t c = c0; c < c1; ++c)
-          pooled_terms[u * kLineLength + c - c0] = pooled[(n * channels + c) * num_segments + u] * scale;
-      std::array<acc_t, kLineLength> acc;
-      for_each_line(c0, c1, spatial, along_channels, [&](const Line& line) {
-        for (int64_t u = 0; u < num_segments; ++u) {
-          const int64_t row = n * num_segments + u;
-          const auto taps = valid_taps(u, num_segments, kernel_size);
-          std::fill_n(acc.begin(), line.length, acc_t(0));
-          for (int64_t k = taps.begin; k < taps.end; ++k) {
-            const scalar_t* tap = src + offset(xs, row + k - pad, line.channel, line.s);
-            if (along_channels) {
-              add_scaled(acc.data(), w_by_tap + (n * kernel_size + k) * channels + line.channel, tap, x_step,
-                         line.length);
-            } else {
-              add_scaled(acc.data(), w[(n * channels + line.channel) * kernel_size + k], tap, x_step, line.length);
-            }
+  const scalar_t* src = x.const_data_ptr<scalar_t>();
+  const acc_t* w = weight.const_data_ptr<acc_t>();
+  const acc_t* w_by_tap = by_tap.const_data_ptr<acc_t>();
+  const acc_t* pooled = grad_pooled ? grad_pooled->const_data_ptr<acc_t>() : nullptr;
+  const acc_t scale = acc_t(1) / static_cast<acc_t>(spatial);
+  scalar_t* dst = out.mutable_data_ptr<scalar_t>();
+  parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
+    // pooled_terms[u * kLineLength + (c - c0)] = grad_pooled[n, c, u] / S
+    std::vector<acc_t> pooled_terms(pooled ? num_segments * kLineLength : 0);
+    for (int64_t u = 0; pooled && u < num_segments; ++u)
+      for (int64_t c = c0; c < c1; ++c)
+        pooled_terms[u * kLineLength + c - c0] = pooled[(n * channels + c) * num_segments + u] * scale;
+    std::vector<acc_t> rows_acc(num_segments * kLineLength);
+    for_each_line(c0, c1, spatial, along_channels, [&](const Line& line) {
+      for (int64_t u = 0; u < num_segments; ++u) {
+        acc_t* acc = rows_acc.data() + u * kLineLength;
+        const int64_t row = n * num_segments + u;
+        const auto taps = valid_taps(u, num_segments, kernel_size);
+        std::fill_n(acc, line.length, acc_t(0));
+        for (int64_t k = taps.begin; k < taps.end; ++k) {
+          const scalar_t* tap = src + offset(xs, row + k - pad, line.channel, line.s);
+          if (along_channels) {
+            add_scaled(acc, w_by_tap + (n * kernel_size + k) * channels + line.channel, tap, x_step, line.length);
+          } else {
+            add_scaled(acc, w[(n * channels + line.channel) * kernel_size + k], tap, x_step, line.length);
           }
-          if (identity) add_scaled(acc.data(), acc_t(1), src + offset(xs, row, line.channel, line.s), x_step, line.length);
-          if (pooled) {
-            const acc_t* terms = pooled_terms.data() + u * kLineLength + (line.channel - c0);
-            for (int64_t i = 0; i < line.length; ++i) acc[i] += along_channels ? terms[i] : terms[0];
-          }
-          store_line(dst + offset(ys, row, line.channel, line.s), y_step, acc.data(), line.length);
         }
-      });
+        if (identity) add_scaled(acc, acc_t(1), src + offset(xs, row, line.channel, line.s), x_step, line.length);
+        if (pooled) {
+          const acc_t* terms = pooled_terms.data() + u * kLineLength + (line.channel - c0);
+          for (int64_t i = 0; i < line.length; ++i) acc[i] += along_channels ? terms[i] : terms[0];
+        }
+      }
+      for (int64_t u = 0; u < num_segments; ++u) {
+        store_line(dst + offset(ys, n * num_segments + u, line.channel, line.s), y_step,
+                   rows_acc.data() + u * kLineLength, line.length);
+      }
     });
-    copy_passthrough<scalar_t>(x, y, channels);
+  });
+}
+
+}  // namespace
+
+// The C' channels by aggregate_into, the others copied (one read, one write).
+at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
+                     const std::optional<at::Tensor>& grad_pooled) {
+  auto y = empty_output(x, x.scalar_type());
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cpu_aggregate", [&] {
+    aggregate_into<scalar_t>(x, weight, num_segments, identity, grad_pooled, y);
+    copy_passthrough<scalar_t>(x, y, weight.size(1));
   });
   return y;
+}
+
+void aggregate_inplace(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cpu_aggregate_inplace", [&] {
+    aggregate_into<scalar_t>(x, weight, num_segments, identity, std::nullopt, x);
+  });
 }
 
 // Memory plan: reads the C' channels of grad_y and x once each, writes (N, C', K) sums. Partial sums

@@ -1,5 +1,5 @@
-// Aggregation along the segment axis on CUDA: the forward, and grad_x (the same kernel with the taps
-// reversed and the pooled gradient folded in).
+// Aggregation along the segment axis on CUDA: the forward, grad_x (the same kernel with the taps
+// reversed and the pooled gradient folded in), and the in-place forward.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
@@ -21,7 +21,6 @@ __global__ void aggregate_kernel(const scalar_t* __restrict__ x, PlaneStrides xs
                                  index_t channels, index_t spatial, int num_segments, int kernel_size, bool identity,
                                  bool by_channel) {
   const index_t total = videos * channels * spatial;
-  const int pad = (kernel_size - 1) / 2;
   for (index_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
     index_t video, channel, s;
     split_position(i, by_channel, channels, spatial, video, channel, s);
@@ -29,18 +28,52 @@ __global__ void aggregate_kernel(const scalar_t* __restrict__ x, PlaneStrides xs
     const acc_t* w = weight + pair * kernel_size;
     const int64_t x_base = plane_offset(xs, int64_t(video) * num_segments, channel, s);
     const int64_t y_base = plane_offset(ys, int64_t(video) * num_segments, channel, s);
+    const auto x_at = [&](int v) { return static_cast<acc_t>(x[x_base + int64_t(v) * xs.row]); };
     for (int u = 0; u < num_segments; ++u) {
-      const int k_begin = max(0, pad - u);
-      const int k_end = min(kernel_size, num_segments + pad - u);
-      acc_t acc = 0;
-      for (int k = k_begin; k < k_end; ++k) {
-        acc += w[k] * static_cast<acc_t>(x[x_base + int64_t(u + k - pad) * xs.row]);
-      }
+      acc_t acc = tap_sum(w, u, num_segments, kernel_size, x_at);
       if (identity) acc += static_cast<acc_t>(x[x_base + int64_t(u) * xs.row]);
       if (grad_pooled != nullptr) acc += grad_pooled[pair * num_segments + u] * pooled_scale;
       y[y_base + int64_t(u) * ys.row] = static_cast<scalar_t>(acc);
     }
   }
+}
+
+// In place: x's first C' channels replaced by aggregate_kernel's sum (without a pooled term). One
+// thread per (video, channel, s) column stages the column's U values in its own slice of shared memory,
+// then writes the U outputs computed from there: every read of a column precedes its writes, and no
+// other thread touches it.
+// Memory plan: reads the C' channels of x once, writes them once. One pass.
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void aggregate_inplace_kernel(scalar_t* __restrict__ x, PlaneStrides xs, const acc_t* __restrict__ weight,
+                                         index_t videos, index_t channels, index_t spatial, int num_segments,
+                                         int kernel_size, bool identity, bool by_channel) {
+  extern __shared__ unsigned char scratch_bytes[];
+  // column[v * blockDim.x] holds segment v of this thread's column: a warp's accesses hit 32 banks.
+  acc_t* column = reinterpret_cast<acc_t*>(scratch_bytes) + threadIdx.x;
+  const auto staged = [&](int v) { return column[v * blockDim.x]; };
+  const index_t total = videos * channels * spatial;
+  for (index_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+    index_t video, channel, s;
+    split_position(i, by_channel, channels, spatial, video, channel, s);
+    const acc_t* w = weight + (int64_t(video) * channels + channel) * kernel_size;
+    const int64_t base = plane_offset(xs, int64_t(video) * num_segments, channel, s);
+    for (int v = 0; v < num_segments; ++v) column[v * blockDim.x] = static_cast<acc_t>(x[base + int64_t(v) * xs.row]);
+    for (int u = 0; u < num_segments; ++u) {
+      acc_t acc = tap_sum(w, u, num_segments, kernel_size, staged);
+      if (identity) acc += staged(u);
+      x[base + int64_t(u) * xs.row] = static_cast<scalar_t>(acc);
+    }
+  }
+}
+
+// Threads per block of aggregate_inplace_kernel: the most (a power of two, 32 to kThreads) whose
+// columns of `column_bytes` fit the default 48 KiB of shared memory; 0 when not even a warp's do.
+int column_threads(int64_t column_bytes) {
+  constexpr int64_t kSharedBytes = 48 * 1024;
+  for (int threads = kThreads; threads >= 32; threads /= 2) {
+    if (threads * column_bytes <= kSharedBytes) return threads;
+  }
+  return 0;
 }
 
 void copy_passthrough(at::Tensor& out, const at::Tensor& in, int64_t channels) {
@@ -81,6 +114,41 @@ at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_
   }
   copy_passthrough(y, x, channels);
   return y;
+}
+
+void aggregate_inplace(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity) {
+  const int64_t videos = weight.size(0);
+  const int64_t channels = weight.size(1);
+  const int64_t spatial = spatial_size(x);
+  const int64_t work = videos * channels * spatial;
+  if (work == 0) return;
+  const auto xs = plane_strides(x);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_aggregate_inplace", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const int64_t column_bytes = num_segments * int64_t(sizeof(acc_t));
+    const int threads = column_threads(column_bytes);
+    if (threads == 0) {
+      TORCH_WARN_ONCE("dsa_ops: the in-place CUDA aggregation stages a video's U segments in shared memory and U=",
+                      num_segments, " does not fit; it runs out of place and copies the result back");
+      const auto y = aggregate(x, weight, num_segments, identity, std::nullopt);
+      x.narrow(1, 0, channels).copy_(y.narrow(1, 0, channels));
+      return;
+    }
+    auto launch = [&](auto index) {
+      using index_t = decltype(index);
+      aggregate_inplace_kernel<scalar_t, acc_t, index_t>
+          <<<grid_size(work, threads), threads, threads * column_bytes, at::cuda::getCurrentCUDAStream()>>>(
+              x.mutable_data_ptr<scalar_t>(), xs, weight.const_data_ptr<acc_t>(), index_t(videos), index_t(channels),
+              index_t(spatial), static_cast<int>(num_segments), static_cast<int>(weight.size(2)), identity,
+              along_channels(xs));
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    if (fits_int32(work, threads)) {
+      launch(int32_t{});
+    } else {
+      launch(int64_t{});
+    }
+  });
 }
 
 }  // namespace dsa_ops::cuda

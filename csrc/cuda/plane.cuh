@@ -39,16 +39,27 @@ __host__ __device__ __forceinline__ int64_t plane_offset(const PlaneStrides& p, 
   return row * p.row + channel * p.channel + s * p.spatial;
 }
 
-// Blocks for a grid-stride loop over `work` items: enough to fill the device, never more than needed.
-inline int grid_size(int64_t work) {
-  const int64_t wanted = (work + kThreads - 1) / kThreads;
-  const int64_t cap = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32;
+// Blocks of `threads` for a grid-stride loop over `work` items: enough to fill the device (as many
+// threads as 32 blocks of kThreads per multiprocessor), never more than needed.
+inline int grid_size(int64_t work, int threads = kThreads) {
+  const int64_t wanted = (work + threads - 1) / threads;
+  const int64_t cap = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32 * kThreads / threads;
   return static_cast<int>(std::max<int64_t>(1, std::min(wanted, cap)));
 }
 
 // Whether a grid-stride loop over `work` items can index with int32 (the index plus one stride fits).
-inline bool fits_int32(int64_t work) {
-  return work + int64_t(grid_size(work)) * kThreads < std::numeric_limits<int32_t>::max();
+inline bool fits_int32(int64_t work, int threads = kThreads) {
+  return work + int64_t(grid_size(work, threads)) * threads < std::numeric_limits<int32_t>::max();
+}
+
+// sum_k w[k] * value(u + k - P) over the taps whose segment u + k - P lies in [0, U).
+template <typename acc_t, typename Value>
+__device__ __forceinline__ acc_t tap_sum(const acc_t* w, int u, int num_segments, int kernel_size, const Value& value) {
+  const int pad = (kernel_size - 1) / 2;
+  const int k_end = min(kernel_size, num_segments + pad - u);
+  acc_t acc = 0;
+  for (int k = max(0, pad - u); k < k_end; ++k) acc += w[k] * value(u + k - pad);
+  return acc;
 }
 
 // Threads of a reduction block form (lanes x tile) with the tile index fastest: tile = 32 channels for

@@ -3,8 +3,9 @@
 Providers: clone (the yardstick, always timed), reference (the paper module in eager PyTorch), compile
 (torch.compile of it; compile time reported apart), cpu / cuda / triton (DSAConv on that backend). By
 default every provider usable on the device runs. Modes: fwd (training forward), bwd (its backward
-alone), full (both), inference (eval, no_grad). Each provider is checked against the float64 reference
-before it is timed.
+alone), full (both), inference (eval, no_grad), inplace (inference with DSAConv(inplace=True), kernel
+backends only, compared with the eager and compiled inference rows). Each provider is checked against
+the float64 reference before it is timed.
 
     dsa-bench [--device cpu|cuda] [--preset paper|sweep|quick | --shape N,U,C[,T],H,W [--split S]
               [--kernel-size K]] [--dtypes float32,bfloat16] [--providers ...] [--modes ...] [--out DIR]
@@ -21,8 +22,8 @@ import torch
 from .. import backend_status, ops
 from . import cases as case_sets
 from . import report
-from .providers import BACKENDS, FLOOR_PASSES, MODES, PROVIDERS, build_module, check_agrees, input_copies, \
-    make_step, random_state
+from .providers import BACKENDS, INPLACE_PROVIDERS, MODES, PROVIDERS, build_module, check_agrees, floor_bytes, \
+    input_copies, make_step, random_state
 from .timing import device_work, measure, peak_memory
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -63,7 +64,7 @@ def run_case(case, dtype, providers, modes, device, min_run_time, progress):
     rows = [("-", "clone", *timed(None, lambda: xs[next(turn) % copies].clone(), device, min_run_time), None)]
     for mode in modes:
         for provider in providers:
-            if provider == "clone":
+            if provider == "clone" or (mode == "inplace" and provider not in INPLACE_PROVIDERS):
                 continue
             progress(f"{case.label()} {mode} {provider}")
             module = build_module(provider, case, state, device, dtype)
@@ -126,7 +127,7 @@ def main(argv=None):
         dtype = getattr(torch, dtype_name)
         nbytes = math.prod(case.shape()) * torch.finfo(dtype).bits // 8
         found = run_case(case, dtype, args.providers, args.modes, args.device, args.min_time, progress)
-        rows += report.records(case, dtype_name, found, env, lambda mode: FLOOR_PASSES[mode] * nbytes)
+        rows += report.records(case, dtype_name, found, env, lambda mode: floor_bytes(mode, case, nbytes))
         if args.out:  # after every shape, so an interrupted run keeps what it measured
             os.makedirs(args.out, exist_ok=True)
             report.write_csv(rows, os.path.join(args.out, "bench.csv"))

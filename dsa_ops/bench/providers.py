@@ -10,7 +10,11 @@ from .. import DSAConv, DSAReference
 
 BACKENDS = ("cpu", "cuda", "triton")
 PROVIDERS = ("clone", "reference", "compile", *BACKENDS)
-MODES = ("fwd", "bwd", "full", "inference")
+MODES = ("fwd", "bwd", "full", "inference", "inplace")
+TRAINING_MODES = ("fwd", "bwd", "full")
+# inplace: DSAConv(inplace=True) in eval under no_grad, on the kernel backends (the eager and compiled
+# rows it is compared with are their inference rows).
+INPLACE_PROVIDERS = BACKENDS
 # Tensor-sized reads + writes a mode cannot avoid: the floor behind the GB/s column.
 FLOOR_PASSES = {"-": 2, "fwd": 2, "inference": 2, "bwd": 3, "full": 5}
 TOLERANCE = {torch.float64: 1e-8, torch.float32: 1e-4, torch.float16: 3e-2, torch.bfloat16: 6e-2}
@@ -53,15 +57,32 @@ def input_copies(case, dtype, device):
     return max(1, min(8, math.ceil(2 * l2 / nbytes)))
 
 
+def floor_bytes(mode, case, nbytes):
+    """Bytes a mode must move on a tensor of nbytes: its passes, or one read and one write of the C'
+    processed channels in place."""
+    if mode == "inplace":
+        return 2 * nbytes * int(case.channels * case.split) / case.channels
+    return FLOOR_PASSES[mode] * nbytes
+
+
+def set_mode(module, mode):
+    """Training or eval as the mode runs, and DSAConv's inplace switch."""
+    module.train(mode in TRAINING_MODES)
+    if isinstance(module, DSAConv):
+        module.inplace = mode == "inplace"
+
+
 def make_step(module, mode, xs, grads):
     """(setup, step): setup runs before each timed step (the forward of a backward-only timing)."""
     turn = itertools.count()
-    module.train(mode != "inference")
+    set_mode(module, mode)
     if mode == "inference":
         def step():
             with torch.no_grad():
                 module(xs[next(turn) % len(xs)])
         return None, step
+    if mode == "inplace":
+        return _inplace_step(module, xs, turn)
     if mode == "fwd":
         return None, lambda: module(xs[next(turn) % len(xs)])
     inputs = [x.detach().requires_grad_(True) for x in xs]
@@ -84,20 +105,38 @@ def make_step(module, mode, xs, grads):
     return None, full
 
 
+def _inplace_step(module, xs, turn):
+    """(setup, step) for the in-place forward on copies of xs. setup puts the copy the previous step
+    overwrote back (untimed), so that repeated calls never shrink it into subnormal values, and the copies
+    still rotate through the cache as for the other modes."""
+    work = [x.clone() for x in xs]
+    last = []
+
+    def restore_previous():
+        if last:
+            work[last[0]].copy_(xs[last[0]])
+
+    def step():
+        last[:] = [next(turn) % len(work)]
+        with torch.no_grad():
+            module(work[last[0]])
+    return restore_previous, step
+
+
 def check_agrees(module, provider, case, state, mode, device, dtype):
     """Raises unless the provider's output (and input gradient) match the float64 reference on the CPU."""
     reference = DSAReference(case.channels, U_segment=case.segments, kernel_size=case.kernel_size,
                              padding=case.kernel_size // 2, split_ratio=case.split).double()
     reference.load_state_dict(state)
-    module.train(mode != "inference")
-    reference.train(mode != "inference")
+    set_mode(module, mode)
+    reference.train(mode in TRAINING_MODES)
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(case.shape(), generator=generator, dtype=torch.float64)
     grad = torch.randn(case.shape(), generator=generator, dtype=torch.float64)
     backward = mode in ("bwd", "full")
-    x_mine = x.to(device=device, dtype=dtype).requires_grad_(backward)
+    x_mine = x.to(device=device, dtype=dtype, copy=True).requires_grad_(backward)
     x_ref = x.clone().requires_grad_(backward)
-    with torch.set_grad_enabled(mode != "inference"):
+    with torch.set_grad_enabled(mode in TRAINING_MODES):
         pairs = [(module(x_mine), reference(x_ref), "output")]
     if backward:
         pairs[0][0].backward(grad.to(device=device, dtype=dtype))

@@ -45,7 +45,8 @@ def records(case, dtype_name, rows, env, floor_bytes):
     clone, clone_gpu = by[("-", "clone")][0], by[("-", "clone")][4]
     out = []
     for mode, provider, median, p20, p80, peak, gpu, launches, compile_seconds in rows:
-        eager, compiled = by.get((mode, "reference")), by.get((mode, "compile"))
+        same_work = "inference" if mode == "inplace" else mode
+        eager, compiled = by.get((same_work, "reference")), by.get((same_work, "compile"))
         out.append({
             "case": case.name, "split": f"{case.split:.3g}", "kernel_size": str(case.kernel_size),
             "shape": "x".join(str(d) for d in case.shape()), "dtype": dtype_name, "mode": mode, "provider": provider,

@@ -73,6 +73,9 @@ def insert_dsa(model, insert_freq=PAPER_INSERT_FREQ, insert_place="res_2", **dsa
         raise ValueError("insert_dsa needs a ResNet-style model with layer1 .. layer4")
     if len(insert_freq) != len(stages):
         raise ValueError(f"insert_freq must have one entry per stage (4), got {len(insert_freq)}")
+    if insert_place in ("res", "res_1") and dsa_kwargs.get("inplace"):
+        raise ValueError(f"inplace=True cannot be used at insert_place={insert_place!r}: the block's input, which "
+                         "the DSAConv would overwrite there, is also its residual; use 'res_2' .. 'bottom'")
     if insert_place == "bottom":
         dsa_kwargs.setdefault("with_identity", True)
     for index, (stage, freq) in enumerate(zip(stages, insert_freq), start=1):

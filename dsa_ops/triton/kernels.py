@@ -104,6 +104,35 @@ def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row,
 
 
 @triton.jit
+def _aggregate_inplace_kernel(x_ptr, w_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments, kernel_size,
+                              IDENTITY: tl.constexpr, ACC: tl.constexpr, BLOCK_U: tl.constexpr,
+                              BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    # In place: x's first C' channels replaced by the aggregation y[u] = sum_v m[u, v] x[v], where
+    # m[u, v] = w[v - u + P] inside the band (+ 1 on the diagonal with identity). A program loads all U
+    # rows of its (video, channel tile, s tile) block before it writes any: its stores depend on every
+    # load, and no other program touches the block. The tile's positions p = (channel, s) are one axis.
+    # Memory plan: reads the C' channels of x once, writes them once. Grid: (N, C' tiles, S tiles).
+    video = tl.program_id(0).to(tl.int64)
+    p = tl.arange(0, BLOCK_C * BLOCK_S)
+    c = tl.program_id(1).to(tl.int64) * BLOCK_C + p // BLOCK_S
+    s = tl.program_id(2).to(tl.int64) * BLOCK_S + p % BLOCK_S
+    inside = (c < channels) & (s < spatial)
+    u = tl.arange(0, BLOCK_U)
+    rows = x_ptr + (video * num_segments + u)[:, None] * x_row + (c * x_ch + s * x_sp)[None, :]
+    row_mask = (u < num_segments)[:, None] & inside[None, :]
+    values = tl.load(rows, mask=row_mask, other=0.0).to(ACC)  # (v, p)
+    tap = u[None, :] - u[:, None] + (kernel_size - 1) // 2  # (u, v): the tap v - u + P
+    band = (tap >= 0) & (tap < kernel_size) & (u < num_segments)[None, :]
+    pair = video * channels + c
+    m = tl.load(w_ptr + pair[None, None, :] * kernel_size + tap[:, :, None],
+                mask=band[:, :, None] & inside[None, None, :], other=0.0).to(ACC)  # (u, v, p)
+    if IDENTITY:
+        m += tl.where((u[:, None] == u[None, :])[:, :, None], 1.0, 0.0).to(ACC)
+    out = tl.sum(m * values[None, :, :], axis=1)
+    tl.store(rows, out.to(x_ptr.dtype.element_ty), mask=row_mask)
+
+
+@triton.jit
 def _grad_weight_kernel(dy_ptr, x_ptr, out_ptr, g_row, g_ch, g_sp, x_row, x_ch, x_sp, channels, spatial,
                         num_segments, kernel_size, split_length, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
                         BLOCK_S: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -183,6 +212,30 @@ def aggregate(x, weight, num_segments, identity, grad_pooled=None):
     rest = x.shape[1] - channels
     y.narrow(1, channels, rest).copy_(x.narrow(1, channels, rest))
     return y
+
+
+def _inplace_tile(strides, num_segments):
+    """(BLOCK_U, BLOCK_C, BLOCK_S) of the in-place kernel: the (U, U, tile) weight block it builds holds
+    about 4096 values, its tile laid along the unit-stride axis as _tile's."""
+    block_u = triton.next_power_of_2(num_segments)
+    positions = max(16, 4096 // (block_u * block_u))
+    if strides[2] != 1:
+        block_c = min(32, positions)
+        return block_u, block_c, positions // block_c
+    return block_u, 1, positions
+
+
+def aggregate_inplace(x, weight, num_segments, identity):
+    """x's first C' = weight.size(1) channels replaced by their aggregation; the others untouched."""
+    videos, channels, kernel_size = weight.shape
+    spatial = spatial_size(x)
+    strides = plane_strides(x)
+    block_u, block_c, block_s = _inplace_tile(strides, num_segments)
+    if videos * channels * spatial:
+        grid = (videos, triton.cdiv(channels, block_c), triton.cdiv(spatial, block_s))
+        _aggregate_inplace_kernel[grid](x, weight, *strides, channels, spatial, num_segments, kernel_size,
+                                        IDENTITY=bool(identity), ACC=_acc(x.dtype), BLOCK_U=block_u,
+                                        BLOCK_C=block_c, BLOCK_S=block_s)
 
 
 def _split_count(programs, spatial, block_s, device):

@@ -3,7 +3,7 @@ readable layout, weights in the accumulation dtype, the module composed of pool 
 aggregate). Argument validation happens in the op layer's Python checks before these run."""
 from .._layout import accumulate_dtype, readable_input
 from . import kernels
-from .generator import batch_statistics, generator_backward, generator_forward, generator_hidden
+from .generator import generate, generate_backward
 
 
 def _acc(t, x):
@@ -37,23 +37,42 @@ def _params(x, first_weight, bn_weight, bn_bias, second_weight):
     return tuple(_acc(p, x) for p in (first_weight, bn_weight, bn_bias, second_weight))
 
 
+def _generate_kernels(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
+                      channels, training, eps):
+    """pool -> generator on x (readable): (pooled, (N, C', K) kernels, mean, var)."""
+    params = _params(x, first_weight, bn_weight, bn_bias, second_weight)
+    videos = x.shape[0] // num_segments
+    pooled = kernels.pool(x, num_segments, channels)
+    kernel, mean, var = generate(pooled.view(videos * channels, num_segments), params, _acc(running_mean, x),
+                                 _acc(running_var, x), training, eps)
+    return pooled, kernel.view(videos, channels, second_weight.shape[0]), mean, var
+
+
 def dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
                 channels, training, eps, identity):
     """(y, pooled, mean, var); memory plan as csrc/ops.cpp: pool reads the C' channels, aggregate reads x
     once and writes y once."""
-    params = _params(x, first_weight, bn_weight, bn_bias, second_weight)
     x = readable_input(x)
-    videos, kernel_size = x.shape[0] // num_segments, second_weight.shape[0]
-    pooled = kernels.pool(x, num_segments, channels)
-    rows = pooled.view(videos * channels, num_segments)
-    hidden = generator_hidden(rows, params[0])
-    if training:
-        mean, var = batch_statistics(hidden)
-    else:
-        mean, var = _acc(running_mean, x).clone(), _acc(running_var, x).clone()
-    state = generator_forward(rows, hidden, params, mean, var, eps)
-    y = kernels.aggregate(x, state.kernel.view(videos, channels, kernel_size), num_segments, identity)
-    return y, pooled, mean, var
+    pooled, kernel, mean, var = _generate_kernels(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
+                                                  second_weight, num_segments, channels, training, eps)
+    return kernels.aggregate(x, kernel, num_segments, identity), pooled, mean, var
+
+
+def dsa_forward_(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
+                 channels, training, eps, identity):
+    """The forward in place on x's first C' channels: (mean, var). Memory plan as csrc/ops.cpp: pool
+    reads the C' channels, aggregate_inplace reads and writes them once; an awkwardly strided x is
+    processed in a contiguous copy whose C' channels are copied back."""
+    if x.requires_grad:
+        raise RuntimeError("x must not require grad for the in-place forward (dsa_forward_), which overwrites it; "
+                           "use the out-of-place forward (DSAConv(inplace=False)) when gradients are needed")
+    work = readable_input(x)
+    _, kernel, mean, var = _generate_kernels(work, first_weight, bn_weight, bn_bias, running_mean, running_var,
+                                             second_weight, num_segments, channels, training, eps)
+    kernels.aggregate_inplace(work, kernel, num_segments, identity)
+    if work is not x:
+        x.narrow(1, 0, channels).copy_(work.narrow(1, 0, channels))
+    return mean, var
 
 
 def dsa_backward(grad_y, x, pooled, mean, var, first_weight, bn_weight, bn_bias, second_weight, num_segments,
@@ -63,12 +82,12 @@ def dsa_backward(grad_y, x, pooled, mean, var, first_weight, bn_weight, bn_bias,
     params = _params(x, first_weight, bn_weight, bn_bias, second_weight)
     videos, channels, kernel_size = x.shape[0] // num_segments, pooled.shape[1], second_weight.shape[0]
     rows = _acc(pooled, x).view(videos * channels, num_segments)
-    state = generator_forward(rows, generator_hidden(rows, params[0]), params, _acc(mean, x), _acc(var, x), eps)
     dy, x = readable_input(grad_y), readable_input(x)
     grad_kernel = kernels.grad_weight(dy, x, num_segments, channels, kernel_size)
-    grad_pooled, *grad_params = generator_backward(state, params, grad_kernel.view(videos * channels, kernel_size),
-                                                   training)
-    flipped = state.kernel.view(videos, channels, kernel_size).flip(2).contiguous()
+    kernel, grad_pooled, *grad_params = generate_backward(rows, params, _acc(mean, x), _acc(var, x),
+                                                          grad_kernel.view(videos * channels, kernel_size), training,
+                                                          eps)
+    flipped = kernel.view(videos, channels, kernel_size).flip(2).contiguous()
     grad_x = kernels.aggregate(dy, flipped, num_segments, identity, grad_pooled.view(videos, channels, num_segments))
     originals = (first_weight, bn_weight, bn_bias, second_weight)
     return (grad_x, *(g.to(p.dtype) for g, p in zip(grad_params, originals)))
