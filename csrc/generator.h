@@ -31,6 +31,30 @@ struct GeneratorGrads {
   at::Tensor second_weight;
 };
 
+// What a backend's generator_backward allocates: its outputs, and the values it keeps between passes.
+struct GeneratorBackwardTensors {
+  GeneratorGrads grads;
+  at::Tensor invstd;       // (aU)
+  at::Tensor batch_terms;  // (2, aU): bn_w * mean(grad_bn_out), bn_w * mean(grad_bn_out * normalized)
+  at::Tensor per_row;      // (4, R, aU): normalized, activated, grad_bn_out, grad_hidden
+  at::Tensor grad_logits;  // (R, K)
+};
+
+inline GeneratorBackwardTensors generator_backward_tensors(const at::Tensor& rows, const GeneratorParams& params) {
+  const int64_t count = rows.size(0);
+  const int64_t segments = rows.size(1);
+  const int64_t units = params.first_weight.size(0);
+  const int64_t taps = params.second_weight.size(0);
+  const auto options = rows.options();
+  return {{at::empty({count, taps}, options), at::empty({count, segments}, options),
+           at::empty({units, segments}, options), at::empty({units}, options), at::empty({units}, options),
+           at::empty({taps, units}, options)},
+          at::empty({units}, options),
+          at::empty({2, units}, options),
+          at::empty({4, count, units}, options),
+          at::empty({count, taps}, options)};
+}
+
 // The view of the parameters the row functions read; mean and invstd point at (aU) buffers.
 template <typename acc_t>
 GeneratorView<acc_t> generator_view(const GeneratorParams& params, const at::Tensor& mean, const at::Tensor& invstd) {

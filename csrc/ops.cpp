@@ -45,22 +45,25 @@ GeneratorParams generator_params(const at::Tensor& x, int64_t num_segments, cons
 // grad_y[u - k + P] = sum_k weight[K - 1 - k] * grad_y[u + k - P].
 at::Tensor reversed_taps(const at::Tensor& weight) { return weight.flip({2}).contiguous(); }
 
-// What the module's forward computes before aggregating: the pooled rows, the (N, C', K) kernels and
-// the BatchNorm statistics used.
+// What the module's forward computes before aggregating: x in a readable layout, the pooled rows, the
+// (N, C', K) kernels and the BatchNorm statistics used.
 struct GeneratedKernels {
+  at::Tensor input;
   at::Tensor pooled;
   at::Tensor kernel;
   at::Tensor mean;
   at::Tensor var;
 };
 
-// Validates the module's arguments, pools the C' channels of input (x in a readable layout) and runs
-// the generator on the pooled (N*C', U) rows.
-GeneratedKernels generate_kernels(const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& input,
-                                  const at::Tensor& first_weight, const at::Tensor& bn_weight,
-                                  const at::Tensor& bn_bias, const at::Tensor& running_mean,
-                                  const at::Tensor& running_var, const at::Tensor& second_weight,
-                                  int64_t num_segments, int64_t channels, bool training, double eps) {
+// Validates the module's arguments, pools the C' channels of x (in a readable layout) and runs the
+// generator on the pooled (N*C', U) rows.
+GeneratedKernels generate_kernels(const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
+                                  const at::Tensor& bn_weight, const at::Tensor& bn_bias,
+                                  const at::Tensor& running_mean, const at::Tensor& running_var,
+                                  const at::Tensor& second_weight, int64_t num_segments, int64_t channels,
+                                  bool training, double eps) {
+  check_input(x, num_segments);
+  check_channels(x, channels);
   const auto params = generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
   const int64_t hidden_size = first_weight.size(0);
   check_parameter(running_mean, x, {hidden_size}, "running_mean (generate.1.running_mean)");
@@ -68,11 +71,13 @@ GeneratedKernels generate_kernels(const SegmentKernels& kernels, const at::Tenso
 
   const int64_t videos = x.size(0) / num_segments;
   if (training) check_batch_rows(videos * channels);
+  auto input = readable_input(x);
   auto pooled = kernels.pool(input, num_segments, channels);
   auto generated = kernels.generator(pooled.view({videos * channels, num_segments}), params,
                                      in_accumulate_dtype(running_mean, x), in_accumulate_dtype(running_var, x),
                                      training, eps);
-  return {pooled, generated.kernel.view({videos, channels, second_weight.size(0)}), generated.mean, generated.var};
+  return {input, pooled, generated.kernel.view({videos, channels, second_weight.size(0)}), generated.mean,
+          generated.var};
 }
 
 }  // namespace
@@ -136,12 +141,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
     const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments, int64_t channels,
     bool training, double eps, bool identity) {
   const at::OptionalDeviceGuard device_guard(at::device_of(x));
-  check_input(x, num_segments);
-  check_channels(x, channels);
-  const auto input = readable_input(x);
-  auto generated = generate_kernels(kernels, x, input, first_weight, bn_weight, bn_bias, running_mean, running_var,
+  auto generated = generate_kernels(kernels, x, first_weight, bn_weight, bn_bias, running_mean, running_var,
                                     second_weight, num_segments, channels, training, eps);
-  auto y = kernels.aggregate(input, generated.kernel, num_segments, identity, std::nullopt);
+  auto y = kernels.aggregate(generated.input, generated.kernel, num_segments, identity, std::nullopt);
   return {y, generated.pooled, generated.mean, generated.var};
 }
 
@@ -154,13 +156,11 @@ std::tuple<at::Tensor, at::Tensor> dsa_forward_(
     const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments, int64_t channels,
     bool training, double eps, bool identity) {
   const at::OptionalDeviceGuard device_guard(at::device_of(x));
-  check_input(x, num_segments);
-  check_channels(x, channels);
   TORCH_CHECK(!x.requires_grad(), "x must not require grad for the in-place forward (dsa_forward_), which "
               "overwrites it; use the out-of-place forward (DSAConv(inplace=False)) when gradients are needed");
-  const auto input = readable_input(x);
-  auto generated = generate_kernels(kernels, x, input, first_weight, bn_weight, bn_bias, running_mean, running_var,
+  auto generated = generate_kernels(kernels, x, first_weight, bn_weight, bn_bias, running_mean, running_var,
                                     second_weight, num_segments, channels, training, eps);
+  const auto& input = generated.input;
   kernels.aggregate_inplace(input, generated.kernel, num_segments, identity);
   if (!input.is_same(x)) x.narrow(1, 0, channels).copy_(input.narrow(1, 0, channels));
   return {generated.mean, generated.var};

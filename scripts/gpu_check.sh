@@ -13,6 +13,9 @@ PY="${PYTHON:-python3}"
 mkdir -p "$OUT/compile"
 export TORCH_CUDA_ARCH_LIST="${TORCH_CUDA_ARCH_LIST:-$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())')}"
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+# The system compilers (the extension built there by /opt/gcc's g++ crashed at its first C++ exception);
+# CC also becomes nvcc's host compiler. CC/CXX given by the caller win.
+if [ -z "${CXX:-}" ] && [ -x /usr/bin/g++ ] && [ -x /usr/bin/gcc ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++; fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # A machine without pytest (and no network) gets it from gpu_deps/, made by `make gpu-deps` on a
 # machine with network and carried along; only the test step sees it.
@@ -43,6 +46,7 @@ timeboxed() {  # timeboxed SECONDS COMMAND...: a run stopped at its time box sti
 }
 build() {  # the host compiler first: an extension built by another g++ than torch's has crashed on throws
   echo "host compiler: $(command -v "${CXX:-c++}") $("${CXX:-c++}" --version | head -1)"
+  $PY -c "import torch; print('torch was built by', *[l.strip(' -') for l in torch.__config__.show().splitlines() if l.strip().startswith('- GCC')])"
   $PY setup.py build_ext --inplace && $PY -m dsa_ops.info
 }
 step build "$OUT/build.log" timeout 240 bash -c "$(declare -f build); PY=$PY; build"

@@ -81,24 +81,18 @@ GeneratorGrads generator_backward(const at::Tensor& rows, const GeneratorParams&
   const int64_t segments = rows.size(1);
   const int64_t units = params.first_weight.size(0);
   const int64_t taps = params.second_weight.size(0);
-  const auto options = rows.options();
-  GeneratorGrads grads{at::empty({count, taps}, options), at::empty({count, segments}, options),
-                       at::empty({units, segments}, options), at::empty({units}, options),
-                       at::empty({units}, options), at::empty({taps, units}, options)};
-  auto invstd = at::empty({units}, options);
-  auto per_row = at::empty({4, count, units}, options);  // normalized, activated, grad_bn_out, grad_hidden
-  auto grad_logits = at::empty({count, taps}, options);
-  auto batch_terms = at::empty({2, units}, options);  // mean_grad, projection
+  auto buffers = generator_backward_tensors(rows, params);
+  auto& grads = buffers.grads;
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "dsa_ops_cpu_generator_backward", [&] {
-    invstd_of<scalar_t>(var, eps, invstd);
-    const auto g = generator_view<scalar_t>(params, mean, invstd);
+    invstd_of<scalar_t>(var, eps, buffers.invstd);
+    const auto g = generator_view<scalar_t>(params, mean, buffers.invstd);
     const scalar_t* p = rows.const_data_ptr<scalar_t>();
     const scalar_t* gk = grad_kernel.const_data_ptr<scalar_t>();
-    scalar_t* normalized = per_row[0].mutable_data_ptr<scalar_t>();
-    scalar_t* activated = per_row[1].mutable_data_ptr<scalar_t>();
-    scalar_t* grad_bn_out = per_row[2].mutable_data_ptr<scalar_t>();
-    scalar_t* grad_hidden = per_row[3].mutable_data_ptr<scalar_t>();
-    scalar_t* logits = grad_logits.mutable_data_ptr<scalar_t>();
+    scalar_t* normalized = buffers.per_row[0].mutable_data_ptr<scalar_t>();
+    scalar_t* activated = buffers.per_row[1].mutable_data_ptr<scalar_t>();
+    scalar_t* grad_bn_out = buffers.per_row[2].mutable_data_ptr<scalar_t>();
+    scalar_t* grad_hidden = buffers.per_row[3].mutable_data_ptr<scalar_t>();
+    scalar_t* logits = buffers.grad_logits.mutable_data_ptr<scalar_t>();
     scalar_t* kernel = grads.kernel.mutable_data_ptr<scalar_t>();
     for_each_row(count, [&](int64_t r) {
       row_backward_to_bn(g, p + r * segments, gk + r * taps, kernel + r * taps, normalized + r * units,
@@ -115,8 +109,8 @@ GeneratorGrads generator_backward(const at::Tensor& rows, const GeneratorParams&
     for_each_quantity(grad_bn_bias, units, [&](int64_t j) {
       return column_sum<scalar_t>(grad_bn_out + j, units, nullptr, 0, 0, count, 1);
     });
-    scalar_t* mean_grad = batch_terms[0].mutable_data_ptr<scalar_t>();
-    scalar_t* projection = batch_terms[1].mutable_data_ptr<scalar_t>();
+    scalar_t* mean_grad = buffers.batch_terms[0].mutable_data_ptr<scalar_t>();
+    scalar_t* projection = buffers.batch_terms[1].mutable_data_ptr<scalar_t>();
     for (int64_t j = 0; j < units; ++j) {
       mean_grad[j] = g.bn_weight[j] * grad_bn_bias[j] / count;
       projection[j] = g.bn_weight[j] * grad_bn_weight[j] / count;

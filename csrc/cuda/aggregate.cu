@@ -11,23 +11,28 @@ namespace dsa_ops::cuda {
 namespace {
 
 // y[u] = sum_k weight[k] * x[u + k - P] (+ x[u] when identity) (+ grad_pooled[u] / S when given) on
-// the first C' channels. One thread per (video, channel, s) position walks the U rows of its video;
-// the K taps of a row were loaded by the same thread for the previous rows and come from L1.
-// Memory plan: reads the C' channels of x once from DRAM, writes them once. One pass.
+// the first C' channels, y[u] = x[u] on the others. One thread per (video, channel, s) position of all
+// C channels walks the U rows of its video; the K taps of a row were loaded by the same thread for the
+// previous rows and come from L1.
+// Memory plan: reads x once from DRAM, writes y once. One pass, the passthrough copy included.
 template <typename scalar_t, typename acc_t, typename index_t>
 __global__ void aggregate_kernel(const scalar_t* __restrict__ x, PlaneStrides xs, scalar_t* __restrict__ y,
                                  PlaneStrides ys, const acc_t* __restrict__ weight,
                                  const acc_t* __restrict__ grad_pooled, acc_t pooled_scale, index_t videos,
-                                 index_t channels, index_t spatial, int num_segments, int kernel_size, bool identity,
-                                 bool by_channel) {
-  const index_t total = videos * channels * spatial;
+                                 index_t channels, index_t all_channels, index_t spatial, int num_segments,
+                                 int kernel_size, bool identity, bool by_channel) {
+  const index_t total = videos * all_channels * spatial;
   for (index_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
     index_t video, channel, s;
-    split_position(i, by_channel, channels, spatial, video, channel, s);
-    const int64_t pair = int64_t(video) * channels + channel;
-    const acc_t* w = weight + pair * kernel_size;
+    split_position(i, by_channel, all_channels, spatial, video, channel, s);
     const int64_t x_base = plane_offset(xs, int64_t(video) * num_segments, channel, s);
     const int64_t y_base = plane_offset(ys, int64_t(video) * num_segments, channel, s);
+    if (channel >= channels) {
+      for (int u = 0; u < num_segments; ++u) y[y_base + int64_t(u) * ys.row] = x[x_base + int64_t(u) * xs.row];
+      continue;
+    }
+    const int64_t pair = int64_t(video) * channels + channel;
+    const acc_t* w = weight + pair * kernel_size;
     const auto x_at = [&](int v) { return static_cast<acc_t>(x[x_base + int64_t(v) * xs.row]); };
     for (int u = 0; u < num_segments; ++u) {
       acc_t acc = tap_sum(w, u, num_segments, kernel_size, x_at);
@@ -76,14 +81,8 @@ int column_threads(int64_t column_bytes) {
   return 0;
 }
 
-void copy_passthrough(at::Tensor& out, const at::Tensor& in, int64_t channels) {
-  const int64_t rest = in.size(1) - channels;
-  if (rest > 0) out.narrow(1, channels, rest).copy_(in.narrow(1, channels, rest));
-}
-
 }  // namespace
 
-// The C' processed channels by aggregate_kernel, the others copied (one read, one write).
 at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
                      const std::optional<at::Tensor>& grad_pooled) {
   const int64_t videos = weight.size(0);
@@ -92,7 +91,7 @@ at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_
   auto y = empty_output(x, x.scalar_type());
   const auto xs = plane_strides(x);
   const auto ys = plane_strides(y);
-  const int64_t work = videos * channels * spatial;
+  const int64_t work = videos * x.size(1) * spatial;
   if (work > 0) {
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_aggregate", [&] {
       using acc_t = at::opmath_type<scalar_t>;
@@ -101,8 +100,9 @@ at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_
         using index_t = decltype(index);
         aggregate_kernel<scalar_t, acc_t, index_t><<<grid_size(work), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
             x.const_data_ptr<scalar_t>(), xs, y.mutable_data_ptr<scalar_t>(), ys, weight.const_data_ptr<acc_t>(),
-            pooled, acc_t(1) / static_cast<acc_t>(spatial), index_t(videos), index_t(channels), index_t(spatial),
-            static_cast<int>(num_segments), static_cast<int>(weight.size(2)), identity, along_channels(xs));
+            pooled, acc_t(1) / static_cast<acc_t>(spatial), index_t(videos), index_t(channels), index_t(x.size(1)),
+            index_t(spatial), static_cast<int>(num_segments), static_cast<int>(weight.size(2)), identity,
+            along_channels(xs));
         C10_CUDA_KERNEL_LAUNCH_CHECK();
       };
       if (fits_int32(work)) {
@@ -112,7 +112,6 @@ at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_
       }
     });
   }
-  copy_passthrough(y, x, channels);
   return y;
 }
 

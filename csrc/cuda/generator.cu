@@ -139,26 +139,16 @@ GeneratorOutput generator(const at::Tensor& rows, const GeneratorParams& params,
 
 GeneratorGrads generator_backward(const at::Tensor& rows, const GeneratorParams& params, const at::Tensor& mean,
                                   const at::Tensor& var, const at::Tensor& grad_kernel, bool training, double eps) {
-  const int64_t count = rows.size(0);
-  const int64_t segments = rows.size(1);
-  const int64_t units = params.first_weight.size(0);
-  const int64_t taps = params.second_weight.size(0);
-  const auto options = rows.options();
-  GeneratorGrads grads{at::empty({count, taps}, options), at::empty({count, segments}, options),
-                       at::empty({units, segments}, options), at::empty({units}, options),
-                       at::empty({units}, options), at::empty({taps, units}, options)};
-  auto invstd = at::empty({units}, options);
-  auto batch_terms = at::empty({2, units}, options);
-  auto per_row = at::empty({4, count, units}, options);
-  auto grad_logits = at::empty({count, taps}, options);
+  auto tensors = generator_backward_tensors(rows, params);
+  auto& grads = tensors.grads;
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "dsa_ops_cuda_generator_backward", [&] {
-    BackwardBuffers<scalar_t> buffers{invstd.mutable_data_ptr<scalar_t>(),
-                                      batch_terms.mutable_data_ptr<scalar_t>(),
-                                      per_row[0].mutable_data_ptr<scalar_t>(),
-                                      per_row[1].mutable_data_ptr<scalar_t>(),
-                                      per_row[2].mutable_data_ptr<scalar_t>(),
-                                      per_row[3].mutable_data_ptr<scalar_t>(),
-                                      grad_logits.mutable_data_ptr<scalar_t>(),
+    BackwardBuffers<scalar_t> buffers{tensors.invstd.mutable_data_ptr<scalar_t>(),
+                                      tensors.batch_terms.mutable_data_ptr<scalar_t>(),
+                                      tensors.per_row[0].mutable_data_ptr<scalar_t>(),
+                                      tensors.per_row[1].mutable_data_ptr<scalar_t>(),
+                                      tensors.per_row[2].mutable_data_ptr<scalar_t>(),
+                                      tensors.per_row[3].mutable_data_ptr<scalar_t>(),
+                                      tensors.grad_logits.mutable_data_ptr<scalar_t>(),
                                       grads.kernel.mutable_data_ptr<scalar_t>(),
                                       grads.pooled.mutable_data_ptr<scalar_t>(),
                                       grads.first_weight.mutable_data_ptr<scalar_t>(),
@@ -166,8 +156,8 @@ GeneratorGrads generator_backward(const at::Tensor& rows, const GeneratorParams&
                                       grads.bn_bias.mutable_data_ptr<scalar_t>(),
                                       grads.second_weight.mutable_data_ptr<scalar_t>()};
     generator_backward_kernel<scalar_t><<<1, kGeneratorThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        generator_view<scalar_t>(params, mean, invstd), rows.const_data_ptr<scalar_t>(),
-        grad_kernel.const_data_ptr<scalar_t>(), var.const_data_ptr<scalar_t>(), count, training,
+        generator_view<scalar_t>(params, mean, tensors.invstd), rows.const_data_ptr<scalar_t>(),
+        grad_kernel.const_data_ptr<scalar_t>(), var.const_data_ptr<scalar_t>(), rows.size(0), training,
         static_cast<scalar_t>(eps), buffers);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

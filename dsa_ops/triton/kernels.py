@@ -69,18 +69,19 @@ def _pool_backward_kernel(grad_ptr, out_ptr, o_row, o_ch, o_sp, channels, spatia
 
 
 @triton.jit
-def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels, spatial,
-                      num_segments, kernel_size, IDENTITY: tl.constexpr, HAS_POOLED: tl.constexpr,
+def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels, all_channels,
+                      spatial, num_segments, kernel_size, IDENTITY: tl.constexpr, HAS_POOLED: tl.constexpr,
                       ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    # y[u] = sum_k w[k] * x[u + k - P] (+ x[u]) (+ pooled[u] / S) on a (video, channel tile, s tile).
-    # Memory plan: the program steps through the U rows of its video; the K taps of a row were loaded
-    # for the previous rows and come from cache, so x's C' channels are read once from DRAM and y's
-    # written once. Grid: (N, C' tiles, S tiles).
+    # y[u] = sum_k w[k] * x[u + k - P] (+ x[u]) (+ pooled[u] / S) on the first C' channels of a (video,
+    # channel tile, s tile), y[u] = x[u] on the others. Memory plan: the program steps through the U rows
+    # of its video; the K taps of a row were loaded for the previous rows and come from cache, so x is
+    # read once from DRAM and y written once, the passthrough copy included. Grid: (N, C tiles, S tiles).
     video = tl.program_id(0).to(tl.int64)
     c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
     s = (tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)).to(tl.int64)
     c_mask = c < channels
-    mask = c_mask[:, None] & (s < spatial)[None, :]
+    passthrough = (c >= channels) & (c < all_channels)
+    mask = (c < all_channels)[:, None] & (s < spatial)[None, :]
     x_pos = c[:, None] * x_ch + s[None, :] * x_sp
     y_pos = c[:, None] * y_ch + s[None, :] * y_sp
     pair = video * channels + c
@@ -95,11 +96,13 @@ def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row,
             w = tl.load(w_ptr + pair * kernel_size + k, mask=tap_c).to(ACC)
             values = tl.load(x_ptr + (first + v) * x_row + x_pos, mask=tap).to(ACC)
             acc += tl.where(tap, w[:, None] * values, 0.0)
+        own = tl.where(mask, tl.load(x_ptr + (first + u) * x_row + x_pos, mask=mask).to(ACC), 0.0)
         if IDENTITY:
-            acc += tl.where(mask, tl.load(x_ptr + (first + u) * x_row + x_pos, mask=mask).to(ACC), 0.0)
+            acc += own
         if HAS_POOLED:
-            grad = tl.load(pooled_ptr + pair * num_segments + u, mask=c_mask).to(ACC)
+            grad = tl.load(pooled_ptr + pair * num_segments + u, mask=c_mask, other=0.0).to(ACC)
             acc += (grad / spatial)[:, None]
+        acc = tl.where(passthrough[:, None], own, acc)
         tl.store(y_ptr + (first + u) * y_row + y_pos, acc.to(y_ptr.dtype.element_ty), mask=mask)
 
 
@@ -196,7 +199,8 @@ def pool_backward(grad_pooled, x, num_segments):
 
 
 def aggregate(x, weight, num_segments, identity, grad_pooled=None):
-    """The C' = weight.size(1) channels aggregated (+ grad_pooled / S when given), the others copied.
+    """The C' = weight.size(1) channels aggregated (+ grad_pooled / S when given), the others copied, in
+    one launch.
     grad_input is this on grad_y with weight.flip(2)."""
     videos, channels, kernel_size = weight.shape
     spatial = spatial_size(x)
@@ -204,13 +208,12 @@ def aggregate(x, weight, num_segments, identity, grad_pooled=None):
     x_strides, y_strides = plane_strides(x), plane_strides(y)
     block_c, block_s = _tile(x_strides)
     if y.numel():
-        grid = (videos, triton.cdiv(channels, block_c), triton.cdiv(spatial, block_s))
+        grid = (videos, triton.cdiv(x.shape[1], block_c), triton.cdiv(spatial, block_s))
         pooled = weight if grad_pooled is None else grad_pooled
-        _aggregate_kernel[grid](x, y, weight, pooled, *x_strides, *y_strides, channels, spatial, num_segments,
-                                kernel_size, IDENTITY=bool(identity), HAS_POOLED=grad_pooled is not None,
-                                ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s)
-    rest = x.shape[1] - channels
-    y.narrow(1, channels, rest).copy_(x.narrow(1, channels, rest))
+        _aggregate_kernel[grid](x, y, weight, pooled, *x_strides, *y_strides, channels, x.shape[1], spatial,
+                                num_segments, kernel_size, IDENTITY=bool(identity),
+                                HAS_POOLED=grad_pooled is not None, ACC=_acc(x.dtype), BLOCK_C=block_c,
+                                BLOCK_S=block_s)
     return y
 
 
