@@ -23,7 +23,7 @@ struct GeneratorOutput {
 };
 
 struct GeneratorGrads {
-  at::Tensor kernel;  // (R, K), recomputed for the backward's grad_x
+  at::Tensor kernel;  // (R, K), recomputed with the taps reversed, as the backward's grad_x aggregates
   at::Tensor pooled;  // (R, U)
   at::Tensor first_weight;
   at::Tensor bn_weight;

@@ -76,13 +76,15 @@ DSA_OPS_HOST_DEVICE void row_kernel(const GeneratorView<acc_t>& g, const acc_t* 
   softmax_(kernel, g.taps);
 }
 
-// Backward, first per-row pass: given the row's grad_kernel (K), its kernel, normalised and activated
+// Backward, first per-row pass: given the row's grad_kernel (K), its kernel with the taps reversed
+// (reversed_kernel[k] = kernel[K - 1 - k], as grad_x's aggregation takes it), normalised and activated
 // units, the gradient of the softmax's input (grad_logits, K) and of the BatchNorm's output (grad_bn_out,
 // H: zero where the ReLU was off).
 template <typename acc_t>
 DSA_OPS_HOST_DEVICE void row_backward_to_bn(const GeneratorView<acc_t>& g, const acc_t* p, const acc_t* grad_kernel,
-                                            acc_t* kernel, acc_t* normalized, acc_t* activated, acc_t* grad_logits,
-                                            acc_t* grad_bn_out) {
+                                            acc_t* reversed_kernel, acc_t* normalized, acc_t* activated,
+                                            acc_t* grad_logits, acc_t* grad_bn_out) {
+  acc_t* kernel = reversed_kernel;  // in tap order until the end
   row_kernel(g, p, kernel, normalized, activated);
   acc_t dot = 0;
   for (int k = 0; k < g.taps; ++k) dot += grad_kernel[k] * kernel[k];
@@ -91,6 +93,11 @@ DSA_OPS_HOST_DEVICE void row_backward_to_bn(const GeneratorView<acc_t>& g, const
     acc_t grad = 0;
     for (int k = 0; k < g.taps; ++k) grad += grad_logits[k] * g.second_weight[k * g.hidden + j];
     grad_bn_out[j] = activated[j] <= acc_t(0) ? acc_t(0) : grad;  // as torch's threshold_backward
+  }
+  for (int k = 0; k < g.taps / 2; ++k) {
+    const acc_t first = kernel[k];
+    kernel[k] = kernel[g.taps - 1 - k];
+    kernel[g.taps - 1 - k] = first;
   }
 }
 

@@ -45,38 +45,43 @@ GeneratorParams generator_params(const at::Tensor& x, int64_t num_segments, cons
 // grad_y[u - k + P] = sum_k weight[K - 1 - k] * grad_y[u + k - P].
 at::Tensor reversed_taps(const at::Tensor& weight) { return weight.flip({2}).contiguous(); }
 
-// What the module's forward computes before aggregating: x in a readable layout, the pooled rows, the
-// (N, C', K) kernels and the BatchNorm statistics used.
+// Validates the module's arguments (x, C', the generator's tensors and running statistics) and returns
+// the generator's parameters in the accumulation dtype.
+GeneratorParams module_params(const at::Tensor& x, const at::Tensor& first_weight, const at::Tensor& bn_weight,
+                              const at::Tensor& bn_bias, const at::Tensor& running_mean,
+                              const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments,
+                              int64_t channels) {
+  check_input(x, num_segments);
+  check_channels(x, channels);
+  auto params = generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
+  const int64_t hidden_size = first_weight.size(0);
+  check_parameter(running_mean, x, {hidden_size}, "running_mean (generate.1.running_mean)");
+  check_parameter(running_var, x, {hidden_size}, "running_var (generate.1.running_var)");
+  return params;
+}
+
+// What the module's forward computes before aggregating: the pooled rows, the (N, C', K) kernels and
+// the BatchNorm statistics used.
 struct GeneratedKernels {
-  at::Tensor input;
   at::Tensor pooled;
   at::Tensor kernel;
   at::Tensor mean;
   at::Tensor var;
 };
 
-// Validates the module's arguments, pools the C' channels of x (in a readable layout) and runs the
-// generator on the pooled (N*C', U) rows.
-GeneratedKernels generate_kernels(const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
-                                  const at::Tensor& bn_weight, const at::Tensor& bn_bias,
-                                  const at::Tensor& running_mean, const at::Tensor& running_var,
-                                  const at::Tensor& second_weight, int64_t num_segments, int64_t channels,
+// Pools the C' channels of input (x in a readable layout) and runs the generator on the pooled
+// (N*C', U) rows.
+GeneratedKernels generate_kernels(const SegmentKernels& kernels, const at::Tensor& input,
+                                  const GeneratorParams& params, const at::Tensor& running_mean,
+                                  const at::Tensor& running_var, int64_t num_segments, int64_t channels,
                                   bool training, double eps) {
-  check_input(x, num_segments);
-  check_channels(x, channels);
-  const auto params = generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
-  const int64_t hidden_size = first_weight.size(0);
-  check_parameter(running_mean, x, {hidden_size}, "running_mean (generate.1.running_mean)");
-  check_parameter(running_var, x, {hidden_size}, "running_var (generate.1.running_var)");
-
-  const int64_t videos = x.size(0) / num_segments;
+  const int64_t videos = input.size(0) / num_segments;
   if (training) check_batch_rows(videos * channels);
-  auto input = readable_input(x);
   auto pooled = kernels.pool(input, num_segments, channels);
   auto generated = kernels.generator(pooled.view({videos * channels, num_segments}), params,
-                                     in_accumulate_dtype(running_mean, x), in_accumulate_dtype(running_var, x),
+                                     in_accumulate_dtype(running_mean, input), in_accumulate_dtype(running_var, input),
                                      training, eps);
-  return {input, pooled, generated.kernel.view({videos, channels, second_weight.size(0)}), generated.mean,
+  return {pooled, generated.kernel.view({videos, channels, params.second_weight.size(0)}), generated.mean,
           generated.var};
 }
 
@@ -135,15 +140,24 @@ at::Tensor aggregate_grad_weight(const SegmentKernels& kernels, const at::Tensor
 
 // Memory plan (forward): pool reads the C' processed channels of x; aggregate reads x once (C'
 // channels aggregated, the rest copied) and writes y once. The generator works on (N*C', U) values.
+// In eval, a backend with an eval_forward kernel does all of it in one launch.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
     const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
     const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
     const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments, int64_t channels,
     bool training, double eps, bool identity) {
   const at::OptionalDeviceGuard device_guard(at::device_of(x));
-  auto generated = generate_kernels(kernels, x, first_weight, bn_weight, bn_bias, running_mean, running_var,
-                                    second_weight, num_segments, channels, training, eps);
-  auto y = kernels.aggregate(generated.input, generated.kernel, num_segments, identity, std::nullopt);
+  const auto params = module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight,
+                                    num_segments, channels);
+  const auto input = readable_input(x);
+  if (!training && kernels.eval_forward != nullptr) {
+    auto out = kernels.eval_forward(input, params, in_accumulate_dtype(running_mean, x),
+                                    in_accumulate_dtype(running_var, x), num_segments, channels, eps, identity);
+    return {out.y, out.pooled, out.mean, out.var};
+  }
+  auto generated = generate_kernels(kernels, input, params, running_mean, running_var, num_segments, channels,
+                                    training, eps);
+  auto y = kernels.aggregate(input, generated.kernel, num_segments, identity, std::nullopt);
   return {y, generated.pooled, generated.mean, generated.var};
 }
 
@@ -158,9 +172,11 @@ std::tuple<at::Tensor, at::Tensor> dsa_forward_(
   const at::OptionalDeviceGuard device_guard(at::device_of(x));
   TORCH_CHECK(!x.requires_grad(), "x must not require grad for the in-place forward (dsa_forward_), which "
               "overwrites it; use the out-of-place forward (DSAConv(inplace=False)) when gradients are needed");
-  auto generated = generate_kernels(kernels, x, first_weight, bn_weight, bn_bias, running_mean, running_var,
-                                    second_weight, num_segments, channels, training, eps);
-  const auto& input = generated.input;
+  const auto params = module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight,
+                                    num_segments, channels);
+  const auto input = readable_input(x);
+  auto generated = generate_kernels(kernels, input, params, running_mean, running_var, num_segments, channels,
+                                    training, eps);
   kernels.aggregate_inplace(input, generated.kernel, num_segments, identity);
   if (!input.is_same(x)) x.narrow(1, 0, channels).copy_(input.narrow(1, 0, channels));
   return {generated.mean, generated.var};
@@ -188,8 +204,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backw
   auto grad_kernel = kernels.grad_weight(dy, readable_input(x), num_segments, channels, kernel_size);
   auto grads = kernels.generator_backward(rows, params, in_accumulate_dtype(mean, x), in_accumulate_dtype(var, x),
                                           grad_kernel.view({videos * channels, kernel_size}), training, eps);
-  auto grad_x = kernels.aggregate(dy, reversed_taps(grads.kernel.view({videos, channels, kernel_size})), num_segments,
-                                  identity, grads.pooled.view({videos, channels, num_segments}));
+  auto grad_x = kernels.aggregate(dy, grads.kernel.view({videos, channels, kernel_size}), num_segments, identity,
+                                  grads.pooled.view({videos, channels, num_segments}));
   return {grad_x, grads.first_weight.to(first_weight.scalar_type()), grads.bn_weight.to(bn_weight.scalar_type()),
           grads.bn_bias.to(bn_bias.scalar_type()), grads.second_weight.to(second_weight.scalar_type())};
 }

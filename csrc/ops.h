@@ -12,6 +12,14 @@
 
 namespace dsa_ops {
 
+// The module's forward outputs: y, the pooled (N, C', U) values and the BatchNorm statistics used.
+struct EvalForward {
+  at::Tensor y;
+  at::Tensor pooled;
+  at::Tensor mean;
+  at::Tensor var;
+};
+
 struct SegmentKernels {
   // (N, C', U) means over S of the first C' channels, accumulation dtype.
   at::Tensor (*pool)(const at::Tensor& x, int64_t num_segments, int64_t channels);
@@ -28,10 +36,16 @@ struct SegmentKernels {
   // batch's statistics, eval with running_mean / running_var. One pass over the rows (two in training).
   GeneratorOutput (*generator)(const at::Tensor& rows, const GeneratorParams& params, const at::Tensor& running_mean,
                                const at::Tensor& running_var, bool training, double eps);
-  // Its backward given grad_kernel (R, K) and the statistics the forward normalised with.
+  // Its backward given grad_kernel (R, K) and the statistics the forward normalised with; the kernels come
+  // back with their taps reversed, ready for grad_x.
   GeneratorGrads (*generator_backward)(const at::Tensor& rows, const GeneratorParams& params, const at::Tensor& mean,
                                        const at::Tensor& var, const at::Tensor& grad_kernel, bool training,
                                        double eps);
+  // The eval forward in one launch (BatchNorm on running_mean / running_var, which arrive in the
+  // accumulation dtype), or nullptr where the backend composes pool, generator and aggregate.
+  EvalForward (*eval_forward)(const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
+                              const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps,
+                              bool identity);
   // (N, C', K): sum over U and S of grad_y[u] * x[u + k - P], accumulation dtype.
   at::Tensor (*grad_weight)(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments,
                             int64_t channels, int64_t kernel_size);

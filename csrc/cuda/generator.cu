@@ -66,7 +66,7 @@ struct BackwardBuffers {
   acc_t* grad_bn_out;    // (R, aU)
   acc_t* grad_hidden;    // (R, aU)
   acc_t* grad_logits;    // (R, K)
-  acc_t* kernel;         // (R, K) output
+  acc_t* kernel;         // (R, K) output, taps reversed
   acc_t* grad_pooled;    // (R, U) output
   acc_t* grad_first;     // (aU, U) output
   acc_t* grad_bn_weight; // (aU) output

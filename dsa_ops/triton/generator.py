@@ -112,7 +112,7 @@ def _generator_backward_kernel(rows_ptr, grad_kernel_ptr, w1_ptr, bn_w_ptr, bn_b
         r, p = _row_block(rows_ptr, r0, count, segments, BLOCK_R, BLOCK_U)
         row_taps = (r < count)[:, None] & (k < taps)[None, :]
         n, a, kernel = _rows_forward(_hidden(p, w1), mean, invstd, bn_w, bn_b, w2, taps, BLOCK_K)
-        tl.store(kernel_ptr + r[:, None] * taps + k[None, :], kernel, mask=row_taps)
+        tl.store(kernel_ptr + r[:, None] * taps + (taps - 1 - k)[None, :], kernel, mask=row_taps)  # taps reversed
         grad_kernel = tl.load(grad_kernel_ptr + r[:, None] * taps + k[None, :], mask=row_taps, other=0.0)
         grad_logits = kernel * (grad_kernel - tl.sum(grad_kernel * kernel, axis=1)[:, None])
         grad_w2 += tl.sum(grad_logits[:, :, None] * a[:, None, :], axis=0)
@@ -180,8 +180,8 @@ def generate(rows, params, running_mean, running_var, training, eps):
 
 
 def generate_backward(rows, params, mean, var, grad_kernel, training, eps):
-    """(kernel, grad_rows, grad_first_weight, grad_bn_weight, grad_bn_bias, grad_second_weight) given
-    grad_kernel (R, K) and the statistics the forward normalised with."""
+    """(kernel with its taps reversed (as grad_x aggregates), grad_rows, grad_first_weight, grad_bn_weight,
+    grad_bn_bias, grad_second_weight) given grad_kernel (R, K) and the statistics the forward used."""
     first_weight, bn_weight, bn_bias, second_weight = params
     count, segments = rows.shape
     hidden, taps = first_weight.shape[0], second_weight.shape[0]

@@ -34,12 +34,9 @@ def _segment_in_range(like, v, num_segments):
 
 
 @triton.jit
-def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments,
-                 ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    # Memory plan: reads the C' channels of one row once, writes C' means. Grid: (rows, C' tiles).
-    row = tl.program_id(0).to(tl.int64)
-    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
-    c_mask = c < channels
+def _channel_means(x_ptr, row, c, c_mask, x_row, x_ch, x_sp, spatial, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
+                   BLOCK_S: tl.constexpr):
+    """(BLOCK_C,) means over S of channels c of one row (zero where c_mask is off)."""
     base = x_ptr + row * x_row + c[:, None] * x_ch
     total = tl.zeros((BLOCK_C,), dtype=ACC)
     for s0 in range(0, spatial, BLOCK_S):
@@ -47,8 +44,19 @@ def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segme
         mask = c_mask[:, None] & (s < spatial)[None, :]
         values = tl.load(base + s[None, :] * x_sp, mask=mask).to(ACC)
         total += tl.sum(tl.where(mask, values, 0.0), axis=1)
+    return total / spatial
+
+
+@triton.jit
+def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments,
+                 ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    # Memory plan: reads the C' channels of one row once, writes C' means. Grid: (rows, C' tiles).
+    row = tl.program_id(0).to(tl.int64)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    c_mask = c < channels
+    means = _channel_means(x_ptr, row, c, c_mask, x_row, x_ch, x_sp, spatial, ACC, BLOCK_C, BLOCK_S)
     video = row // num_segments
-    tl.store(out_ptr + (video * channels + c) * num_segments + row % num_segments, total / spatial, mask=c_mask)
+    tl.store(out_ptr + (video * channels + c) * num_segments + row % num_segments, means, mask=c_mask)
 
 
 @triton.jit
@@ -69,16 +77,12 @@ def _pool_backward_kernel(grad_ptr, out_ptr, o_row, o_ch, o_sp, channels, spatia
 
 
 @triton.jit
-def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels, all_channels,
-                      spatial, num_segments, kernel_size, IDENTITY: tl.constexpr, HAS_POOLED: tl.constexpr,
-                      ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    # y[u] = sum_k w[k] * x[u + k - P] (+ x[u]) (+ pooled[u] / S) on the first C' channels of a (video,
-    # channel tile, s tile), y[u] = x[u] on the others. Memory plan: the program steps through the U rows
-    # of its video; the K taps of a row were loaded for the previous rows and come from cache, so x is
-    # read once from DRAM and y written once, the passthrough copy included. Grid: (N, C tiles, S tiles).
-    video = tl.program_id(0).to(tl.int64)
-    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
-    s = (tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)).to(tl.int64)
+def _aggregate_tile(x_ptr, y_ptr, w_ptr, pooled_ptr, video, c, s, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels,
+                    all_channels, spatial, num_segments, kernel_size, IDENTITY: tl.constexpr, HAS_POOLED: tl.constexpr,
+                    ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """y[u] = sum_k w[k] * x[u + k - P] (+ x[u]) (+ pooled[u] / S) on the first C' channels of a (video,
+    channels c, positions s) tile, y[u] = x[u] on the others. The U rows are stepped through in order; the
+    K taps of a row were loaded for the previous rows and come from cache."""
     c_mask = c < channels
     passthrough = (c >= channels) & (c < all_channels)
     mask = (c < all_channels)[:, None] & (s < spatial)[None, :]
@@ -104,6 +108,19 @@ def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row,
             acc += (grad / spatial)[:, None]
         acc = tl.where(passthrough[:, None], own, acc)
         tl.store(y_ptr + (first + u) * y_row + y_pos, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels, all_channels,
+                      spatial, num_segments, kernel_size, IDENTITY: tl.constexpr, HAS_POOLED: tl.constexpr,
+                      ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    # Memory plan: see _aggregate_tile; x is read once from DRAM and y written once, the passthrough copy
+    # included. Grid: (N, C tiles, S tiles).
+    video = tl.program_id(0).to(tl.int64)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    s = (tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)).to(tl.int64)
+    _aggregate_tile(x_ptr, y_ptr, w_ptr, pooled_ptr, video, c, s, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels,
+                    all_channels, spatial, num_segments, kernel_size, IDENTITY, HAS_POOLED, ACC, BLOCK_C, BLOCK_S)
 
 
 @triton.jit

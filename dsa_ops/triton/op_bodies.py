@@ -3,6 +3,7 @@ readable layout, weights in the accumulation dtype, the module composed of pool 
 aggregate). Argument validation happens in the op layer's Python checks before these run."""
 from .._layout import accumulate_dtype, readable_input
 from . import kernels
+from .eval_forward import eval_forward
 from .generator import generate, generate_backward
 
 
@@ -50,9 +51,14 @@ def _generate_kernels(x, first_weight, bn_weight, bn_bias, running_mean, running
 
 def dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
                 channels, training, eps, identity):
-    """(y, pooled, mean, var); memory plan as csrc/ops.cpp: pool reads the C' channels, aggregate reads x
-    once and writes y once."""
+    """(y, pooled, mean, var). Training, memory plan as csrc/ops.cpp: pool reads the C' channels, the
+    generator runs on the pooled rows, aggregate reads x once and writes y once. Eval: one launch
+    (eval_forward)."""
     x = readable_input(x)
+    if not training:
+        params = _params(x, first_weight, bn_weight, bn_bias, second_weight)
+        return eval_forward(x, params, _acc(running_mean, x), _acc(running_var, x), num_segments, channels, eps,
+                            identity)
     pooled, kernel, mean, var = _generate_kernels(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
                                                   second_weight, num_segments, channels, training, eps)
     return kernels.aggregate(x, kernel, num_segments, identity), pooled, mean, var
@@ -84,10 +90,10 @@ def dsa_backward(grad_y, x, pooled, mean, var, first_weight, bn_weight, bn_bias,
     rows = _acc(pooled, x).view(videos * channels, num_segments)
     dy, x = readable_input(grad_y), readable_input(x)
     grad_kernel = kernels.grad_weight(dy, x, num_segments, channels, kernel_size)
-    kernel, grad_pooled, *grad_params = generate_backward(rows, params, _acc(mean, x), _acc(var, x),
-                                                          grad_kernel.view(videos * channels, kernel_size), training,
-                                                          eps)
-    flipped = kernel.view(videos, channels, kernel_size).flip(2).contiguous()
-    grad_x = kernels.aggregate(dy, flipped, num_segments, identity, grad_pooled.view(videos, channels, num_segments))
+    reversed_kernel, grad_pooled, *grad_params = generate_backward(rows, params, _acc(mean, x), _acc(var, x),
+                                                                   grad_kernel.view(videos * channels, kernel_size),
+                                                                   training, eps)
+    grad_x = kernels.aggregate(dy, reversed_kernel.view(videos, channels, kernel_size), num_segments, identity,
+                               grad_pooled.view(videos, channels, num_segments))
     originals = (first_weight, bn_weight, bn_bias, second_weight)
     return (grad_x, *(g.to(p.dtype) for g, p in zip(grad_params, originals)))
