@@ -10,16 +10,12 @@ from .._layout import empty_output, plane_strides, spatial_size
 
 
 @triton.jit
-def _eval_forward_kernel(x_ptr, y_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr,
-                         running_var_ptr, mean_ptr, var_ptr, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels,
-                         all_channels, spatial, num_segments, hidden, taps, eps, IDENTITY: tl.constexpr,
-                         ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_U: tl.constexpr,
-                         BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
-    # Memory plan: reads the tile's C' channels of x to pool them, then x again to aggregate (its rows
-    # mostly still in L2) and writes y once, the passthrough channels copied; writes the (N, C', U) pooled
-    # values and (N, C', K) kernels. One launch. Grid: (N, C tiles).
-    video = tl.program_id(0).to(tl.int64)
-    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+def _pool_and_generate(x_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr,
+                       running_var_ptr, mean_ptr, var_ptr, video, c, x_row, x_ch, x_sp, channels, spatial,
+                       num_segments, hidden, taps, eps, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
+                       BLOCK_S: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Pools the U rows of channels c of one video, stores them and the kernels the generator makes of them
+    (BatchNorm on the running statistics); the first program also stores those statistics."""
     c_mask = c < channels
     u = tl.arange(0, BLOCK_U)
     first = video * num_segments
@@ -44,8 +40,24 @@ def _eval_forward_kernel(x_ptr, y_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr,
         j = tl.arange(0, BLOCK_H)
         tl.store(mean_ptr + j, mean, mask=j < hidden)
         tl.store(var_ptr + j, var, mask=j < hidden)
-    tl.debug_barrier()  # the kernels just stored are read back below by other threads of the program
 
+
+@triton.jit
+def _eval_forward_kernel(x_ptr, y_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr,
+                         running_var_ptr, mean_ptr, var_ptr, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels,
+                         all_channels, spatial, num_segments, hidden, taps, eps, IDENTITY: tl.constexpr,
+                         ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_U: tl.constexpr,
+                         BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+    # Memory plan: reads the tile's C' channels of x to pool them, then x again to aggregate (its rows
+    # mostly still in L2) and writes y once, the passthrough channels copied; writes the (N, C', U) pooled
+    # values and (N, C', K) kernels. One launch. Grid: (N, C tiles).
+    video = tl.program_id(0).to(tl.int64)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    if tl.program_id(1) * BLOCK_C < channels:  # a tile with processed channels: their pooled rows and kernels
+        _pool_and_generate(x_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr,
+                           running_var_ptr, mean_ptr, var_ptr, video, c, x_row, x_ch, x_sp, channels, spatial,
+                           num_segments, hidden, taps, eps, ACC, BLOCK_C, BLOCK_S, BLOCK_U, BLOCK_H, BLOCK_K)
+    tl.debug_barrier()  # the kernels just stored are read back below by other threads of the program
     for s0 in range(0, spatial, BLOCK_S):
         s = (s0 + tl.arange(0, BLOCK_S)).to(tl.int64)
         _aggregate_tile(x_ptr, y_ptr, kernel_ptr, kernel_ptr, video, c, s, x_row, x_ch, x_sp, y_row, y_ch, y_sp,
