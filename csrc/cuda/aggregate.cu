@@ -28,7 +28,7 @@ __global__ void aggregate_kernel(const scalar_t* __restrict__ x, PlaneStrides xs
     const int64_t x_base = plane_offset(xs, int64_t(video) * num_segments, channel, s);
     const int64_t y_base = plane_offset(ys, int64_t(video) * num_segments, channel, s);
     if (channel >= channels) {
-      for (int u = 0; u < num_segments; ++u) y[y_base + int64_t(u) * ys.row] = x[x_base + int64_t(u) * xs.row];
+      copy_column(x + x_base, xs.row, y + y_base, ys.row, num_segments);
       continue;
     }
     const int64_t pair = int64_t(video) * channels + channel;
@@ -36,7 +36,7 @@ __global__ void aggregate_kernel(const scalar_t* __restrict__ x, PlaneStrides xs
     const auto x_at = [&](int v) { return static_cast<acc_t>(x[x_base + int64_t(v) * xs.row]); };
     for (int u = 0; u < num_segments; ++u) {
       acc_t acc = tap_sum(w, u, num_segments, kernel_size, x_at);
-      if (identity) acc += static_cast<acc_t>(x[x_base + int64_t(u) * xs.row]);
+      if (identity) acc += x_at(u);
       if (grad_pooled != nullptr) acc += grad_pooled[pair * num_segments + u] * pooled_scale;
       y[y_base + int64_t(u) * ys.row] = static_cast<scalar_t>(acc);
     }

@@ -44,9 +44,7 @@ __global__ void eval_forward_kernel(const scalar_t* __restrict__ x, PlaneStrides
   if (first_channel >= channels) {  // a passthrough tile (uniform over the block)
     if (channel >= all_channels) return;
     for (int64_t s = lane; s < spatial; s += lanes) {
-      for (int u = 0; u < segments; ++u) {
-        y[y_base + u * ys.row + s * ys.spatial] = x[x_base + u * xs.row + s * xs.spatial];
-      }
+      copy_column(x + x_base + s * xs.spatial, xs.row, y + y_base + s * ys.spatial, ys.row, segments);
     }
     return;
   }
@@ -75,7 +73,7 @@ __global__ void eval_forward_kernel(const scalar_t* __restrict__ x, PlaneStrides
     const int64_t x_at_s = x_base + s * xs.spatial;
     const int64_t y_at_s = y_base + s * ys.spatial;
     if (!processed) {
-      for (int u = 0; u < segments; ++u) y[y_at_s + u * ys.row] = x[x_at_s + u * xs.row];
+      copy_column(x + x_at_s, xs.row, y + y_at_s, ys.row, segments);
       continue;
     }
     const auto x_at = [&](int v) { return static_cast<acc_t>(x[x_at_s + int64_t(v) * xs.row]); };

@@ -52,6 +52,13 @@ inline bool fits_int32(int64_t work, int threads = kThreads) {
   return work + int64_t(grid_size(work, threads)) * threads < std::numeric_limits<int32_t>::max();
 }
 
+// y[u * y_row] = x[u * x_row] for the U rows of one (video, channel, s) column: a passthrough channel.
+template <typename scalar_t>
+__device__ __forceinline__ void copy_column(const scalar_t* x, int64_t x_row, scalar_t* y, int64_t y_row,
+                                            int num_segments) {
+  for (int u = 0; u < num_segments; ++u) y[u * y_row] = x[u * x_row];
+}
+
 // sum_k w[k] * value(u + k - P) over the taps whose segment u + k - P lies in [0, U).
 template <typename acc_t, typename Value>
 __device__ __forceinline__ acc_t tap_sum(const acc_t* w, int u, int num_segments, int kernel_size, const Value& value) {

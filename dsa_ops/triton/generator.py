@@ -52,6 +52,21 @@ def _rows_forward(h, mean, invstd, bn_w, bn_b, w2, taps, BLOCK_K: tl.constexpr):
 
 
 @triton.jit
+def _rows_backward_to_bn(rows_ptr, grad_kernel_ptr, r0, count, segments, taps, w1, mean, invstd, bn_w, bn_b, w2,
+                         BLOCK_R: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_K: tl.constexpr):
+    """A block of rows from r0, recomputed from their pooled values up to the backward of the ReLU: (row
+    indices, pooled values, the (rows, K) mask, normalized, activated, kernel, grad_logits, grad_bn_out)."""
+    r, p = _row_block(rows_ptr, r0, count, segments, BLOCK_R, BLOCK_U)
+    k = tl.arange(0, BLOCK_K)
+    row_taps = (r < count)[:, None] & (k < taps)[None, :]
+    n, a, kernel = _rows_forward(_hidden(p, w1), mean, invstd, bn_w, bn_b, w2, taps, BLOCK_K)
+    grad_kernel = tl.load(grad_kernel_ptr + r[:, None] * taps + k[None, :], mask=row_taps, other=0.0)
+    grad_logits = kernel * (grad_kernel - tl.sum(grad_kernel * kernel, axis=1)[:, None])
+    grad_bn_out = tl.where(a <= 0, 0.0, tl.sum(grad_logits[:, :, None] * w2[None, :, :], axis=1))
+    return r, p, row_taps, n, a, kernel, grad_logits, grad_bn_out
+
+
+@triton.jit
 def _generator_kernel(rows_ptr, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, mean_ptr, var_ptr, kernel_ptr, count, segments,
                       hidden, taps, eps, TRAINING: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_U: tl.constexpr,
                       BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
@@ -109,14 +124,11 @@ def _generator_backward_kernel(rows_ptr, grad_kernel_ptr, w1_ptr, bn_w_ptr, bn_b
     grad_bn_w = tl.zeros((BLOCK_H,), dtype=w1.dtype)
     grad_bn_b = tl.zeros_like(grad_bn_w)
     for r0 in range(0, count, BLOCK_R):
-        r, p = _row_block(rows_ptr, r0, count, segments, BLOCK_R, BLOCK_U)
-        row_taps = (r < count)[:, None] & (k < taps)[None, :]
-        n, a, kernel = _rows_forward(_hidden(p, w1), mean, invstd, bn_w, bn_b, w2, taps, BLOCK_K)
+        r, _, row_taps, n, a, kernel, grad_logits, grad_bn_out = _rows_backward_to_bn(
+            rows_ptr, grad_kernel_ptr, r0, count, segments, taps, w1, mean, invstd, bn_w, bn_b, w2, BLOCK_R, BLOCK_U,
+            BLOCK_K)
         tl.store(kernel_ptr + r[:, None] * taps + (taps - 1 - k)[None, :], kernel, mask=row_taps)  # taps reversed
-        grad_kernel = tl.load(grad_kernel_ptr + r[:, None] * taps + k[None, :], mask=row_taps, other=0.0)
-        grad_logits = kernel * (grad_kernel - tl.sum(grad_kernel * kernel, axis=1)[:, None])
         grad_w2 += tl.sum(grad_logits[:, :, None] * a[:, None, :], axis=0)
-        grad_bn_out = tl.where(a <= 0, 0.0, tl.sum(grad_logits[:, :, None] * w2[None, :, :], axis=1))
         grad_bn_w += tl.sum(grad_bn_out * n, axis=0)
         grad_bn_b += tl.sum(grad_bn_out, axis=0)
     # bn_w times the batch means of grad_bn_out and grad_bn_out * n (training); eval has constant statistics
@@ -128,12 +140,9 @@ def _generator_backward_kernel(rows_ptr, grad_kernel_ptr, w1_ptr, bn_w_ptr, bn_b
         projection = tl.zeros_like(bn_w)
     grad_w1 = tl.zeros((BLOCK_H, BLOCK_U), dtype=w1.dtype)
     for r0 in range(0, count, BLOCK_R):
-        r, p = _row_block(rows_ptr, r0, count, segments, BLOCK_R, BLOCK_U)
-        row_taps = (r < count)[:, None] & (k < taps)[None, :]
-        n, a, kernel = _rows_forward(_hidden(p, w1), mean, invstd, bn_w, bn_b, w2, taps, BLOCK_K)
-        grad_kernel = tl.load(grad_kernel_ptr + r[:, None] * taps + k[None, :], mask=row_taps, other=0.0)
-        grad_logits = kernel * (grad_kernel - tl.sum(grad_kernel * kernel, axis=1)[:, None])
-        grad_bn_out = tl.where(a <= 0, 0.0, tl.sum(grad_logits[:, :, None] * w2[None, :, :], axis=1))
+        r, p, _, n, _, _, _, grad_bn_out = _rows_backward_to_bn(
+            rows_ptr, grad_kernel_ptr, r0, count, segments, taps, w1, mean, invstd, bn_w, bn_b, w2, BLOCK_R, BLOCK_U,
+            BLOCK_K)
         grad_h = (bn_w[None, :] * grad_bn_out - mean_grad[None, :] - n * projection[None, :]) * invstd[None, :]
         grad_h = tl.where((r < count)[:, None], grad_h, 0.0)
         grad_p = tl.sum(grad_h[:, :, None] * w1[None, :, :], axis=1)
