@@ -1,6 +1,7 @@
 """The op layer: loads the compiled extension (cpu, cuda) and the Triton backend, defines the Triton
-ops, registers fake kernels and autograd for each op in the dsa_ops namespace, and holds the single
-backend choice. The only module that knows which backends exist.
+ops, registers fake kernels for each op in the dsa_ops namespace and autograd for the Triton ops (the
+compiled ops carry theirs in C++, csrc/autograd.cpp, which costs less host time per call), and holds the
+single backend choice. The only module that knows which backends exist.
 
 Ops (torch.ops.dsa_ops.*, and the same under dsa_ops::triton_<name> for the Triton backend; pooled
 values, kernels and generator statistics are float32, float64 for double inputs):
@@ -192,6 +193,7 @@ def _register_fakes(prefix):
 
 
 def _register_autograd(prefix):
+    """The autograd of csrc/autograd.cpp for the ops dsa_ops::<prefix><name> defined from Python."""
     ops = _ops_with_prefix(prefix)
 
     def save_segment_pool(ctx, inputs, output):
@@ -318,7 +320,6 @@ def _define_triton_ops():
 _OP_SETS = {}
 if EXTENSION_ERROR is None:
     _register_fakes("")
-    _register_autograd("")
     _OP_SETS["compiled"] = _ops_with_prefix("")
 if TRITON_ERROR is None:
     _triton_library = _define_triton_ops()
