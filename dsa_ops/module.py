@@ -54,7 +54,7 @@ class DSAConv(reference.DSAReference):
                 f"with_identity={self.with_identity}, backend={self.backend!r}"
                 + (", inplace=True" if self.inplace else ""))
 
-    def _check(self, x):
+    def _check(self, x, generator_tensors):
         check_input(x, self.U_segment)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"x.size(1) must equal in_channels={self.in_channels}, got {x.shape[1]}")
@@ -65,13 +65,12 @@ class DSAConv(reference.DSAReference):
                              f"got N*C' = {rows}; use more videos, or eval mode")
         names = ("generate.0.weight", "generate.1.weight", "generate.1.bias", "generate.1.running_mean",
                  "generate.1.running_var", "generate.3.weight")
-        for name, tensor in zip(names, self._generator_tensors()):
+        for name, tensor in zip(names, generator_tensors):
             check_parameter(tensor, x, name)
 
     def _generator_tensors(self):
-        bn = self.generate[1]
-        return (self.generate[0].weight, bn.weight, bn.bias, bn.running_mean, bn.running_var,
-                self.generate[3].weight)
+        first, bn, _, second, _ = self.generate  # unpacked: indexing a Sequential costs microseconds
+        return first.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var, second.weight
 
     def _check_inplace(self, x):
         if x.requires_grad:
@@ -82,7 +81,8 @@ class DSAConv(reference.DSAReference):
                                "torch.no_grad() or torch.inference_mode(), or use inplace=False")
 
     def forward(self, x):
-        self._check(x)
+        generator_tensors = self._generator_tensors()
+        self._check(x, generator_tensors)
         if self.inplace:
             self._check_inplace(x)
         bn = self.generate[1]
@@ -95,7 +95,7 @@ class DSAConv(reference.DSAReference):
                 return y
             x.narrow(1, 0, self.num_shift_channel).copy_(y.narrow(1, 0, self.num_shift_channel))
             return x
-        args = (x, *self._generator_tensors(), self.U_segment, self.num_shift_channel, self.training, bn.eps,
+        args = (x, *generator_tensors, self.U_segment, self.num_shift_channel, self.training, bn.eps,
                 self.with_identity, self.backend)
         if self.inplace:
             mean, var = ops.dsa_module_(*args)
@@ -121,8 +121,12 @@ def _warn_once_module_generator(kind):
 @torch.no_grad()
 def _update_running_stats(bn, mean, var, rows):
     """nn.BatchNorm1d's update: momentum (or the cumulative average when momentum is None), unbiased
-    running variance, num_batches_tracked; as lerp_, four launches on a GPU."""
+    running variance, num_batches_tracked; three launches on a GPU (one lerp for both statistics)."""
     bn.num_batches_tracked.add_(1)
-    factor = bn.num_batches_tracked.to(bn.running_mean.dtype).reciprocal() if bn.momentum is None else bn.momentum
-    bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), factor)
-    bn.running_var.lerp_((var * (rows / (rows - 1))).to(bn.running_var.dtype), factor)
+    running = [bn.running_mean, bn.running_var]
+    batch = [mean.to(bn.running_mean.dtype), (var * (rows / (rows - 1))).to(bn.running_var.dtype)]
+    if bn.momentum is None:  # the cumulative average; a tensor factor, read on the device (no host sync)
+        factor = bn.num_batches_tracked.to(bn.running_mean.dtype).reciprocal()
+        torch._foreach_lerp_(running, batch, [factor, factor])
+    else:
+        torch._foreach_lerp_(running, batch, bn.momentum)
