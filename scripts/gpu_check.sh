@@ -4,7 +4,8 @@
 # memcheck + racecheck on a small case, the benchmark's paper preset on CUDA (backends and eager, in the
 # modes fwd, full, inference and inplace; then torch.compile of the reference, time-boxed since every
 # shape compiles afresh). Every step has its own time limit; the whole check took about 6 minutes on an
-# H100. Writes 8 files under $OUT (logs, bench.csv/md, compile/bench.csv/md) and prints a summary last.
+# H100. Writes under $OUT its logs (one per step, one per fuzzed backend), bench.csv/md and
+# compile/bench.csv/md, and prints a summary last.
 #   OUT=/tmp/out scripts/gpu_check.sh          (PYTHON=python3 by default)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,12 +18,12 @@ export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 # CC also becomes nvcc's host compiler. CC/CXX given by the caller win.
 if [ -z "${CXX:-}" ] && [ -x /usr/bin/g++ ] && [ -x /usr/bin/gcc ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++; fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# A machine without pytest (and no network) gets it from gpu_deps/, made by `make gpu-deps` on a
-# machine with network and carried along; only the test step sees it.
+# A machine without pytest or hypothesis (and no network) gets them from gpu_deps/, made by
+# `make gpu-deps` on a machine with network and carried along; only the test steps see it.
 TEST_PYTHONPATH="$PYTHONPATH"
-if ! $PY -c "import pytest" 2>/dev/null; then
+if ! $PY -c "import pytest, hypothesis" 2>/dev/null; then
   TEST_PYTHONPATH="$PYTHONPATH:$PWD/gpu_deps"
-  [ -d gpu_deps ] || echo "pytest is not importable and gpu_deps/ is missing: run 'make gpu-deps' and carry gpu_deps/"
+  [ -d gpu_deps ] || echo "pytest/hypothesis not importable and gpu_deps/ is missing: run 'make gpu-deps', carry gpu_deps/"
 fi
 declare -A result seconds
 
@@ -55,12 +56,21 @@ parallel=()
 PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 8)
 step tests "$OUT/pytest.log" timeout 240 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
   $PY -m pytest tests -q -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}"
-# The large property-based profile (1000 random cases per backend) on the GPU backends, time-boxed
-# (a failure still fails the step; the log says how far it got).
-fuzz_parallel=()
-[ ${#parallel[@]} -gt 0 ] && fuzz_parallel=(-n 2)
-step fuzz "$OUT/pytest.log" timeboxed 60 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_FUZZ_EXAMPLES=1000 \
-  $PY -m pytest tests/test_fuzz.py -q -rfEs -p no:cacheprovider -k "cuda or triton" "${fuzz_parallel[@]}"
+# The large property-based profile (1000 random cases per backend) on CUDA and Triton side by side, each
+# time-boxed (a failure still fails the step); $OUT/fuzz_<backend>.log counts the passed cases every 25.
+fuzz_backend() {
+  timeboxed 60 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_FUZZ_EXAMPLES=1000 OMP_NUM_THREADS=2 \
+    $PY -m pytest tests/test_fuzz.py -q -s -rfEs -p no:cacheprovider -k "$1" >"$OUT/fuzz_$1.log" 2>&1
+}
+fuzz() {
+  fuzz_backend cuda & local cuda_job=$!
+  fuzz_backend triton & local triton_job=$!
+  wait $cuda_job; local cuda_rc=$?
+  wait $triton_job; local triton_rc=$?
+  grep -h "cases passed" "$OUT"/fuzz_*.log | tail -n 20
+  return $((cuda_rc || triton_rc))
+}
+step fuzz "$OUT/fuzz.log" fuzz
 sanitize() {  # instrument only this package's kernels (namespace dsa_ops), which keeps it fast; no leak
   # check, as the caching allocator and cuBLAS keep their memory to the end by design
   local only_ours=(--kernel-name kns=dsa_ops)

@@ -4,7 +4,8 @@ every backend present against the reference, outputs, input and parameter gradie
 the in-place forward's output.
 
 CI runs a bounded, derandomised profile (a fixed number of examples per backend, fewer for Triton's
-interpreter); DSA_OPS_FUZZ_EXAMPLES=N runs N random examples per backend (scripts/gpu_check.sh: 1000)."""
+interpreter); DSA_OPS_FUZZ_EXAMPLES=N runs N random examples per backend (scripts/gpu_check.sh: 1000)
+and prints the count of passed cases every 25 and at the end (seen with pytest -s)."""
 import os
 
 import pytest
@@ -52,13 +53,21 @@ def examples_for(backend):
 
 
 def test_module_against_the_reference(backend):
+    passed = 0
+
     @settings(max_examples=examples_for(backend), deadline=None, derandomize=not LARGE, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(case=cases())
     def check(case):
+        nonlocal passed
         case = dict(case)
         generator = torch.Generator().manual_seed(case.pop("seed"))
         check_module(generator, backend, relative_to_peak=True, **case)
         check_inplace(generator, backend, **case)
+        passed += 1
+        if LARGE and passed % 25 == 0:  # a time-boxed run (pytest -s) still tells how far it got
+            print(f"fuzz {backend}: {passed} cases passed", flush=True)
 
     check()
+    if LARGE:
+        print(f"fuzz {backend}: {passed} cases passed in all", flush=True)
