@@ -2,6 +2,8 @@
 
 #include <ATen/DeviceGuard.h>
 
+#include <vector>
+
 #include "checks.h"
 #include "generator.h"
 #include "layout.h"
@@ -14,6 +16,30 @@ at::Tensor in_accumulate_dtype(const at::Tensor& t, const at::Tensor& x) {
   return t.to(accumulate_dtype(x.scalar_type())).contiguous();
 }
 
+// The tensors in x's accumulation dtype, contiguous, in order. Those that need a cast are cast together
+// (one concatenation, one cast: two launches on a GPU rather than one per tensor).
+std::vector<at::Tensor> all_in_accumulate_dtype(const at::Tensor& x, std::vector<at::Tensor> tensors) {
+  const auto acc = accumulate_dtype(x.scalar_type());
+  std::vector<size_t> to_cast;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    if (tensors[i].scalar_type() != acc || !tensors[i].is_contiguous()) to_cast.push_back(i);
+  }
+  if (to_cast.size() < 2) {
+    for (const auto i : to_cast) tensors[i] = in_accumulate_dtype(tensors[i], x);
+    return tensors;
+  }
+  std::vector<at::Tensor> flat;
+  for (const auto i : to_cast) flat.push_back(tensors[i].reshape(-1));
+  const auto cast = at::cat(flat).to(acc);
+  int64_t offset = 0;
+  for (const auto i : to_cast) {
+    const int64_t count = tensors[i].numel();
+    tensors[i] = cast.narrow(0, offset, count).view(tensors[i].sizes());
+    offset += count;
+  }
+  return tensors;
+}
+
 void check_parameter(const at::Tensor& p, const at::Tensor& x, at::IntArrayRef shape, const char* name) {
   TORCH_CHECK_VALUE(p.sizes() == shape, name, " must have shape ", shape, ", got ", p.sizes());
   TORCH_CHECK(p.device() == x.device(), name, " must be on x's device (", x.device(), "), got ", p.device());
@@ -22,10 +48,9 @@ void check_parameter(const at::Tensor& p, const at::Tensor& x, at::IntArrayRef s
                     x.scalar_type(), " or ", acc, " for a ", x.scalar_type(), " input, got ", p.scalar_type());
 }
 
-// Validates the generator's tensors against x and U and returns them in the accumulation dtype.
-GeneratorParams generator_params(const at::Tensor& x, int64_t num_segments, const at::Tensor& first_weight,
-                                 const at::Tensor& bn_weight, const at::Tensor& bn_bias,
-                                 const at::Tensor& second_weight) {
+// Validates the generator's parameters against x and U.
+void check_generator_params(const at::Tensor& x, int64_t num_segments, const at::Tensor& first_weight,
+                            const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& second_weight) {
   TORCH_CHECK_VALUE(first_weight.dim() == 2 && first_weight.size(1) == num_segments,
                     "first_weight (generate.0.weight) must have shape (alpha*U, U=", num_segments, "), got ",
                     first_weight.sizes());
@@ -37,27 +62,32 @@ GeneratorParams generator_params(const at::Tensor& x, int64_t num_segments, cons
                     second_weight.dim(), "D");
   check_kernel_size(second_weight.size(0));
   check_parameter(second_weight, x, {second_weight.size(0), hidden}, "second_weight (generate.3.weight)");
-  return {in_accumulate_dtype(first_weight, x), in_accumulate_dtype(bn_weight, x),
-          in_accumulate_dtype(bn_bias, x), in_accumulate_dtype(second_weight, x)};
 }
 
 // The transpose of aggregation is aggregation with the taps reversed: grad_x[u] = sum_k weight[k] *
 // grad_y[u - k + P] = sum_k weight[K - 1 - k] * grad_y[u + k - P].
 at::Tensor reversed_taps(const at::Tensor& weight) { return weight.flip({2}).contiguous(); }
 
+// The generator's parameters and running statistics in the accumulation dtype.
+struct ModuleParams {
+  GeneratorParams generator;
+  at::Tensor running_mean;
+  at::Tensor running_var;
+};
+
 // Validates the module's arguments (x, C', the generator's tensors and running statistics) and returns
-// the generator's parameters in the accumulation dtype.
-GeneratorParams module_params(const at::Tensor& x, const at::Tensor& first_weight, const at::Tensor& bn_weight,
-                              const at::Tensor& bn_bias, const at::Tensor& running_mean,
-                              const at::Tensor& running_var, const at::Tensor& second_weight, int64_t num_segments,
-                              int64_t channels) {
+// them in the accumulation dtype.
+ModuleParams module_params(const at::Tensor& x, const at::Tensor& first_weight, const at::Tensor& bn_weight,
+                           const at::Tensor& bn_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
+                           const at::Tensor& second_weight, int64_t num_segments, int64_t channels) {
   check_input(x, num_segments);
   check_channels(x, channels);
-  auto params = generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
+  check_generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
   const int64_t hidden_size = first_weight.size(0);
   check_parameter(running_mean, x, {hidden_size}, "running_mean (generate.1.running_mean)");
   check_parameter(running_var, x, {hidden_size}, "running_var (generate.1.running_var)");
-  return params;
+  auto t = all_in_accumulate_dtype(x, {first_weight, bn_weight, bn_bias, second_weight, running_mean, running_var});
+  return {{t[0], t[1], t[2], t[3]}, t[4], t[5]};
 }
 
 // What the module's forward computes before aggregating: the pooled rows, the (N, C', K) kernels and
@@ -71,17 +101,14 @@ struct GeneratedKernels {
 
 // Pools the C' channels of input (x in a readable layout) and runs the generator on the pooled
 // (N*C', U) rows.
-GeneratedKernels generate_kernels(const SegmentKernels& kernels, const at::Tensor& input,
-                                  const GeneratorParams& params, const at::Tensor& running_mean,
-                                  const at::Tensor& running_var, int64_t num_segments, int64_t channels,
-                                  bool training, double eps) {
+GeneratedKernels generate_kernels(const SegmentKernels& kernels, const at::Tensor& input, const ModuleParams& params,
+                                  int64_t num_segments, int64_t channels, bool training, double eps) {
   const int64_t videos = input.size(0) / num_segments;
   if (training) check_batch_rows(videos * channels);
   auto pooled = kernels.pool(input, num_segments, channels);
-  auto generated = kernels.generator(pooled.view({videos * channels, num_segments}), params,
-                                     in_accumulate_dtype(running_mean, input), in_accumulate_dtype(running_var, input),
-                                     training, eps);
-  return {pooled, generated.kernel.view({videos, channels, params.second_weight.size(0)}), generated.mean,
+  auto generated = kernels.generator(pooled.view({videos * channels, num_segments}), params.generator,
+                                     params.running_mean, params.running_var, training, eps);
+  return {pooled, generated.kernel.view({videos, channels, params.generator.second_weight.size(0)}), generated.mean,
           generated.var};
 }
 
@@ -151,12 +178,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
                                     num_segments, channels);
   const auto input = readable_input(x);
   if (!training && kernels.eval_forward != nullptr) {
-    auto out = kernels.eval_forward(input, params, in_accumulate_dtype(running_mean, x),
-                                    in_accumulate_dtype(running_var, x), num_segments, channels, eps, identity);
+    auto out = kernels.eval_forward(input, params.generator, params.running_mean, params.running_var, num_segments,
+                                    channels, eps, identity);
     return {out.y, out.pooled, out.mean, out.var};
   }
-  auto generated = generate_kernels(kernels, input, params, running_mean, running_var, num_segments, channels,
-                                    training, eps);
+  auto generated = generate_kernels(kernels, input, params, num_segments, channels, training, eps);
   auto y = kernels.aggregate(input, generated.kernel, num_segments, identity, std::nullopt);
   return {y, generated.pooled, generated.mean, generated.var};
 }
@@ -175,8 +201,7 @@ std::tuple<at::Tensor, at::Tensor> dsa_forward_(
   const auto params = module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight,
                                     num_segments, channels);
   const auto input = readable_input(x);
-  auto generated = generate_kernels(kernels, input, params, running_mean, running_var, num_segments, channels,
-                                    training, eps);
+  auto generated = generate_kernels(kernels, input, params, num_segments, channels, training, eps);
   kernels.aggregate_inplace(input, generated.kernel, num_segments, identity);
   if (!input.is_same(x)) x.narrow(1, 0, channels).copy_(input.narrow(1, 0, channels));
   return {generated.mean, generated.var};
@@ -193,7 +218,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backw
   check_input(x, num_segments);
   check_same_shape(grad_y, x, "grad_y");
   check_pooled(pooled, x, num_segments, "pooled");
-  const auto params = generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
+  check_generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
+  auto t = all_in_accumulate_dtype(x, {first_weight, bn_weight, bn_bias, second_weight});
+  const GeneratorParams params{t[0], t[1], t[2], t[3]};
 
   const int64_t videos = x.size(0) / num_segments;
   const int64_t channels = pooled.size(1);
