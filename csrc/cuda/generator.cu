@@ -31,13 +31,21 @@ __device__ void sum_quantities(acc_t* out, int64_t count, acc_t divisor, const P
 }
 
 // Memory plan: training reads the (R, U) rows twice (hidden units into (R, aU) scratch for the batch
-// statistics, then the kernels), eval once; writes the (R, K) kernels and the (aU) statistics.
+// statistics, then the kernels), eval once; writes the (R, K) kernels and the (aU) statistics used (in
+// eval copies of the running ones, g.mean pointing at the copy).
 template <typename acc_t>
 __global__ void generator_kernel(GeneratorView<acc_t> g, const acc_t* __restrict__ rows, int64_t count, bool training,
-                                 acc_t eps, acc_t* __restrict__ hidden, acc_t* mean, acc_t* var, acc_t* invstd,
+                                 acc_t eps, acc_t* __restrict__ hidden, const acc_t* running_mean,
+                                 const acc_t* running_var, acc_t* mean, acc_t* var, acc_t* invstd,
                                  acc_t* __restrict__ kernel) {
   const int units = g.hidden;
-  if (training) {
+  if (!training) {
+    for (int j = threadIdx.x; j < units; j += blockDim.x) {
+      mean[j] = running_mean[j];
+      var[j] = running_var[j];
+    }
+    __syncthreads();
+  } else {
     for (int64_t r = threadIdx.x; r < count; r += blockDim.x) {
       for (int j = 0; j < units; ++j) hidden[r * units + j] = hidden_unit(g, rows + r * g.segments, j);
     }
@@ -123,14 +131,15 @@ GeneratorOutput generator(const at::Tensor& rows, const GeneratorParams& params,
   const int64_t units = params.first_weight.size(0);
   const auto options = rows.options();
   auto kernel = at::empty({count, params.second_weight.size(0)}, options);
-  auto mean = training ? at::empty({units}, options) : running_mean.clone();
-  auto var = training ? at::empty({units}, options) : running_var.clone();
+  auto mean = at::empty({units}, options);
+  auto var = at::empty({units}, options);
   auto invstd = at::empty({units}, options);
   auto hidden = at::empty({training ? count : 0, units}, options);
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "dsa_ops_cuda_generator", [&] {
     generator_kernel<scalar_t><<<1, kGeneratorThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
         generator_view<scalar_t>(params, mean, invstd), rows.const_data_ptr<scalar_t>(), count, training,
-        static_cast<scalar_t>(eps), hidden.mutable_data_ptr<scalar_t>(), mean.mutable_data_ptr<scalar_t>(),
+        static_cast<scalar_t>(eps), hidden.mutable_data_ptr<scalar_t>(), running_mean.const_data_ptr<scalar_t>(),
+        running_var.const_data_ptr<scalar_t>(), mean.mutable_data_ptr<scalar_t>(),
         var.mutable_data_ptr<scalar_t>(), invstd.mutable_data_ptr<scalar_t>(), kernel.mutable_data_ptr<scalar_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
