@@ -1,11 +1,12 @@
-"""The module's eval forward in one Triton launch. In eval the generator's BatchNorm uses the running
-statistics, so the kernels of a (video, channel) row depend on that row alone: a program pools its rows,
-runs the generator on them and aggregates them, with no other program to wait for."""
+"""The module's eval forward in one Triton launch, out of place or in place. In eval the generator's
+BatchNorm uses the running statistics, so the kernels of a (video, channel) row depend on that row alone:
+a program pools its rows, runs the generator on them and aggregates them, with no other program to wait
+for."""
 import triton
 import triton.language as tl
 
 from .generator import _blocks, _hidden, _load_matrix, _load_vector, _rows_forward
-from .kernels import _acc, _aggregate_tile, _channel_means, _tile
+from .kernels import _acc, _aggregate_inplace_block, _aggregate_tile, _channel_means, _inplace_positions, _tile
 from .._layout import empty_output, plane_strides, spatial_size
 
 
@@ -64,6 +65,30 @@ def _eval_forward_kernel(x_ptr, y_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr,
                         channels, all_channels, spatial, num_segments, taps, IDENTITY, False, ACC, BLOCK_C, BLOCK_S)
 
 
+@triton.jit
+def _eval_forward_inplace_kernel(x_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr,
+                                 running_var_ptr, mean_ptr, var_ptr, x_row, x_ch, x_sp, channels, spatial,
+                                 num_segments, hidden, taps, eps, IDENTITY: tl.constexpr, ACC: tl.constexpr,
+                                 BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_U: tl.constexpr,
+                                 BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr, INPLACE_S: tl.constexpr):
+    # Memory plan: reads the tile's C' channels of x to pool them, then again (mostly from L2) to
+    # aggregate them in place, writing them once; the passthrough channels are not touched. Writes the
+    # (N, C', U) pooled values and (N, C', K) kernels. One launch. Grid: (N, C' tiles): a program owns
+    # all U rows of its channels, so the in-place blocks are its alone.
+    video = tl.program_id(0).to(tl.int64)
+    c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    _pool_and_generate(x_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr,
+                       running_var_ptr, mean_ptr, var_ptr, video, c, x_row, x_ch, x_sp, channels, spatial,
+                       num_segments, hidden, taps, eps, ACC, BLOCK_C, BLOCK_S, BLOCK_U, BLOCK_H, BLOCK_K)
+    tl.debug_barrier()  # the kernels just stored are read back below by other threads of the program
+    p = tl.arange(0, BLOCK_C * INPLACE_S)
+    c_at = tl.program_id(1).to(tl.int64) * BLOCK_C + p // INPLACE_S
+    for s0 in range(0, spatial, INPLACE_S):
+        s = s0 + p % INPLACE_S
+        _aggregate_inplace_block(x_ptr, kernel_ptr, video, c_at, s, (c_at < channels) & (s < spatial), x_row, x_ch,
+                                 x_sp, channels, num_segments, taps, IDENTITY, ACC, BLOCK_U)
+
+
 def eval_forward(x, params, running_mean, running_var, num_segments, channels, eps, identity):
     """(y, pooled, mean, var) of the eval forward; x readable, params and running statistics contiguous in
     the accumulation dtype."""
@@ -86,3 +111,26 @@ def eval_forward(x, params, running_mean, running_var, num_segments, channels, e
                                num_segments, hidden, taps, eps, IDENTITY=bool(identity), ACC=_acc(x.dtype),
                                BLOCK_C=block_c, BLOCK_S=block_s, BLOCK_U=block_u, BLOCK_H=block_h, BLOCK_K=block_k)
     return y, pooled, mean, var
+
+
+def eval_forward_(x, params, running_mean, running_var, num_segments, channels, eps, identity):
+    """The eval forward in place on x's first C' channels (x readable): (mean, var)."""
+    first_weight, bn_weight, bn_bias, second_weight = params
+    videos = x.shape[0] // num_segments
+    hidden, taps = first_weight.shape[0], second_weight.shape[0]
+    if videos == 0:  # nothing to pool: the statistics used are the running ones
+        return running_mean.clone(), running_var.clone()
+    pooled = running_mean.new_empty((videos, channels, num_segments))
+    kernel = running_mean.new_empty((videos, channels, taps))
+    mean, var = running_mean.new_empty(hidden), running_var.new_empty(hidden)
+    x_strides = plane_strides(x)
+    block_c, block_s = _tile(x_strides)
+    _, block_u, block_h, block_k = _blocks(num_segments, hidden, taps)
+    _, positions = _inplace_positions(num_segments)
+    grid = (videos, triton.cdiv(channels, block_c))
+    _eval_forward_inplace_kernel[grid](x, pooled, kernel, first_weight, bn_weight, bn_bias, second_weight, running_mean,
+                                       running_var, mean, var, *x_strides, channels, spatial_size(x), num_segments,
+                                       hidden, taps, eps, IDENTITY=bool(identity), ACC=_acc(x.dtype), BLOCK_C=block_c,
+                                       BLOCK_S=block_s, BLOCK_U=block_u, BLOCK_H=block_h, BLOCK_K=block_k,
+                                       INPLACE_S=max(1, positions // block_c))
+    return mean, var

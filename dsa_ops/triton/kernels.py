@@ -124,19 +124,12 @@ def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row,
 
 
 @triton.jit
-def _aggregate_inplace_kernel(x_ptr, w_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments, kernel_size,
-                              IDENTITY: tl.constexpr, ACC: tl.constexpr, BLOCK_U: tl.constexpr,
-                              BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    # In place: x's first C' channels replaced by the aggregation y[u] = sum_v m[u, v] x[v], where
-    # m[u, v] = w[v - u + P] inside the band (+ 1 on the diagonal with identity). A program loads all U
-    # rows of its (video, channel tile, s tile) block before it writes any: its stores depend on every
-    # load, and no other program touches the block. The tile's positions p = (channel, s) are one axis.
-    # Memory plan: reads the C' channels of x once, writes them once. Grid: (N, C' tiles, S tiles).
-    video = tl.program_id(0).to(tl.int64)
-    p = tl.arange(0, BLOCK_C * BLOCK_S)
-    c = tl.program_id(1).to(tl.int64) * BLOCK_C + p // BLOCK_S
-    s = tl.program_id(2).to(tl.int64) * BLOCK_S + p % BLOCK_S
-    inside = (c < channels) & (s < spatial)
+def _aggregate_inplace_block(x_ptr, w_ptr, video, c, s, inside, x_row, x_ch, x_sp, channels, num_segments,
+                             kernel_size, IDENTITY: tl.constexpr, ACC: tl.constexpr, BLOCK_U: tl.constexpr):
+    """Positions (c, s) of one video (where inside) replaced by their aggregation y[u] = sum_v m[u, v] x[v],
+    m[u, v] = w[v - u + P] inside the band (+ 1 on the diagonal with identity). All U rows of the block
+    are loaded before any is written: every store depends on every load of its position, and the caller
+    makes sure no other program touches the block."""
     u = tl.arange(0, BLOCK_U)
     rows = x_ptr + (video * num_segments + u)[:, None] * x_row + (c * x_ch + s * x_sp)[None, :]
     row_mask = (u < num_segments)[:, None] & inside[None, :]
@@ -150,6 +143,21 @@ def _aggregate_inplace_kernel(x_ptr, w_ptr, x_row, x_ch, x_sp, channels, spatial
         m += tl.where((u[:, None] == u[None, :])[:, :, None], 1.0, 0.0).to(ACC)
     out = tl.sum(m * values[None, :, :], axis=1)
     tl.store(rows, out.to(x_ptr.dtype.element_ty), mask=row_mask)
+
+
+@triton.jit
+def _aggregate_inplace_kernel(x_ptr, w_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments, kernel_size,
+                              IDENTITY: tl.constexpr, ACC: tl.constexpr, BLOCK_U: tl.constexpr,
+                              BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    # In place: x's first C' channels replaced by their aggregation, a program per (video, channel tile,
+    # s tile) block, the tile's positions p = (channel, s) on one axis. Memory plan: reads the C'
+    # channels of x once, writes them once. Grid: (N, C' tiles, S tiles).
+    video = tl.program_id(0).to(tl.int64)
+    p = tl.arange(0, BLOCK_C * BLOCK_S)
+    c = tl.program_id(1).to(tl.int64) * BLOCK_C + p // BLOCK_S
+    s = tl.program_id(2).to(tl.int64) * BLOCK_S + p % BLOCK_S
+    _aggregate_inplace_block(x_ptr, w_ptr, video, c, s, (c < channels) & (s < spatial), x_row, x_ch, x_sp, channels,
+                             num_segments, kernel_size, IDENTITY, ACC, BLOCK_U)
 
 
 @triton.jit
@@ -234,11 +242,17 @@ def aggregate(x, weight, num_segments, identity, grad_pooled=None):
     return y
 
 
-def _inplace_tile(strides, num_segments):
-    """(BLOCK_U, BLOCK_C, BLOCK_S) of the in-place kernel: the (U, U, tile) weight block it builds holds
-    about 4096 values, its tile laid along the unit-stride axis as _tile's."""
+def _inplace_positions(num_segments):
+    """(BLOCK_U, positions) of an in-place block: the (U, U, positions) weight block it builds holds
+    about 4096 values."""
     block_u = triton.next_power_of_2(num_segments)
-    positions = max(16, 4096 // (block_u * block_u))
+    return block_u, max(16, 4096 // (block_u * block_u))
+
+
+def _inplace_tile(strides, num_segments):
+    """(BLOCK_U, BLOCK_C, BLOCK_S) of the in-place kernel: _inplace_positions laid along the unit-stride
+    axis as _tile's."""
+    block_u, positions = _inplace_positions(num_segments)
     if strides[2] != 1:
         block_c = min(32, positions)
         return block_u, block_c, positions // block_c

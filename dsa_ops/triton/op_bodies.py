@@ -3,7 +3,7 @@ readable layout, weights in the accumulation dtype, the module composed of pool 
 aggregate). Argument validation happens in the op layer's Python checks before these run."""
 from .._layout import accumulate_dtype, readable_input
 from . import kernels
-from .eval_forward import eval_forward
+from .eval_forward import eval_forward, eval_forward_
 from .generator import generate, generate_backward
 
 
@@ -67,15 +67,21 @@ def dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, 
 def dsa_forward_(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
                  channels, training, eps, identity):
     """The forward in place on x's first C' channels: (mean, var). Memory plan as csrc/ops.cpp: pool
-    reads the C' channels, aggregate_inplace reads and writes them once; an awkwardly strided x is
-    processed in a contiguous copy whose C' channels are copied back."""
+    reads the C' channels, aggregate_inplace reads and writes them once (eval: one launch,
+    eval_forward_); an awkwardly strided x is processed in a contiguous copy whose C' channels are
+    copied back."""
     if x.requires_grad:
         raise RuntimeError("x must not require grad for the in-place forward (dsa_forward_), which overwrites it; "
                            "use the out-of-place forward (DSAConv(inplace=False)) when gradients are needed")
     work = readable_input(x)
-    _, kernel, mean, var = _generate_kernels(work, first_weight, bn_weight, bn_bias, running_mean, running_var,
-                                             second_weight, num_segments, channels, training, eps)
-    kernels.aggregate_inplace(work, kernel, num_segments, identity)
+    if not training:
+        params = _params(work, first_weight, bn_weight, bn_bias, second_weight)
+        mean, var = eval_forward_(work, params, _acc(running_mean, work), _acc(running_var, work), num_segments,
+                                  channels, eps, identity)
+    else:
+        _, kernel, mean, var = _generate_kernels(work, first_weight, bn_weight, bn_bias, running_mean, running_var,
+                                                 second_weight, num_segments, channels, training, eps)
+        kernels.aggregate_inplace(work, kernel, num_segments, identity)
     if work is not x:
         x.narrow(1, 0, channels).copy_(work.narrow(1, 0, channels))
     return mean, var
