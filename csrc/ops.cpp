@@ -188,8 +188,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
 }
 
 // Memory plan (in place): pool reads the C' processed channels of x; aggregate_inplace reads them once
-// more and writes them once; the other channels are not touched. An awkwardly strided x is processed
-// in a contiguous copy whose C' channels are then copied back.
+// more and writes them once; the other channels are not touched. In eval, a backend with an
+// eval_forward_inplace kernel does all of it in one launch. An awkwardly strided x is processed in a
+// contiguous copy whose C' channels are then copied back.
 std::tuple<at::Tensor, at::Tensor> dsa_forward_(
     const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
     const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
@@ -201,10 +202,18 @@ std::tuple<at::Tensor, at::Tensor> dsa_forward_(
   const auto params = module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight,
                                     num_segments, channels);
   const auto input = readable_input(x);
-  auto generated = generate_kernels(kernels, input, params, num_segments, channels, training, eps);
-  kernels.aggregate_inplace(input, generated.kernel, num_segments, identity);
+  std::optional<std::tuple<at::Tensor, at::Tensor>> stats;
+  if (!training && kernels.eval_forward_inplace != nullptr) {
+    stats = kernels.eval_forward_inplace(input, params.generator, params.running_mean, params.running_var,
+                                         num_segments, channels, eps, identity);
+  }
+  if (!stats) {
+    auto generated = generate_kernels(kernels, input, params, num_segments, channels, training, eps);
+    kernels.aggregate_inplace(input, generated.kernel, num_segments, identity);
+    stats = {generated.mean, generated.var};
+  }
   if (!input.is_same(x)) x.narrow(1, 0, channels).copy_(input.narrow(1, 0, channels));
-  return {generated.mean, generated.var};
+  return *stats;
 }
 
 // Memory plan (backward): grad_weight reads the C' channels of grad_y and x once; aggregate reads

@@ -46,6 +46,13 @@ struct SegmentKernels {
   EvalForward (*eval_forward)(const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
                               const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps,
                               bool identity);
+  // The eval forward in place on x's first C' channels in one launch (the others untouched), returning
+  // the statistics used (mean, var); nullopt, having done nothing, where the kernel cannot take the
+  // shape, and nullptr where the backend has no such kernel: the op then composes pool, generator and
+  // aggregate_inplace.
+  std::optional<std::tuple<at::Tensor, at::Tensor>> (*eval_forward_inplace)(
+      const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
+      const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps, bool identity);
   // (N, C', K): sum over U and S of grad_y[u] * x[u + k - P], accumulation dtype.
   at::Tensor (*grad_weight)(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments,
                             int64_t channels, int64_t kernel_size);

@@ -1,6 +1,6 @@
 """A small CUDA forward + backward of every op for compute-sanitizer (memcheck, racecheck): contiguous
 and channels-last, float32 and bfloat16, K = 3 and 5, with and without identity, training and eval,
-and the in-place forward."""
+and the in-place forward in eval and training."""
 import torch
 
 import dsa_ops
@@ -20,7 +20,8 @@ def main():
                 module(x).square().sum().backward()
                 module.inplace = True
                 with torch.no_grad():
-                    module(x.detach().clone())
+                    module(x.detach().clone())  # the one-launch eval kernel
+                    module.train()(x.detach().clone())  # pool, generator, aggregate_inplace
                 weight = torch.rand(2, 13, kernel_size, device="cuda", requires_grad=True)
                 y = dsa_ops.dsa_aggregate(x, weight, 4, identity, backend="cuda")
                 y.sum().backward()

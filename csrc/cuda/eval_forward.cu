@@ -1,6 +1,7 @@
-// The module's eval forward on CUDA in one launch. With BatchNorm on its running statistics a (video,
-// channel) row's kernel depends on that row alone, so a block owns (video, tile of channels) and does
-// pooling, generator and aggregation for it with nothing to wait for outside the block.
+// The module's eval forward on CUDA in one launch, out of place or in place. With BatchNorm on its
+// running statistics a (video, channel) row's kernel depends on that row alone, so a block owns (video,
+// tile of channels) and does pooling, generator and aggregation for it with nothing to wait for outside
+// the block.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
@@ -15,8 +16,11 @@ namespace {
 // the generator on its row into shared memory, then the lanes aggregate the tile; tiles past C' copy.
 // Memory plan: reads the tile's channels of x twice (pooling, then aggregation: the second read mostly
 // from L2) and writes y once; passthrough tiles read and write once. Writes (N, C', U) pooled values.
-template <typename scalar_t, typename acc_t>
-__global__ void eval_forward_kernel(const scalar_t* __restrict__ x, PlaneStrides xs, scalar_t* __restrict__ y,
+// kInPlace: y is x and the grid covers the C' channels only (all_channels = C'); a thread copies its
+// (channel, s) column's U values into its own slice of shared memory before writing any of them. (x and
+// y are not __restrict__: in place they alias.)
+template <typename scalar_t, typename acc_t, bool kInPlace>
+__global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t* y,
                                     PlaneStrides ys, acc_t* __restrict__ pooled, GeneratorView<acc_t> g,
                                     const acc_t* running_var, acc_t eps, acc_t* mean_out, acc_t* var_out,
                                     int64_t channels, int64_t all_channels, int64_t spatial, acc_t mean_scale,
@@ -27,6 +31,7 @@ __global__ void eval_forward_kernel(const scalar_t* __restrict__ x, PlaneStrides
   acc_t* invstd = scratch + blockDim.x;                        // (aU)
   acc_t* rows = invstd + g.hidden;                             // (tile, U) pooled values
   acc_t* weights = rows + tile * segments;                     // (tile, K) kernels
+  acc_t* column = weights + tile * g.taps + threadIdx.x * segments;  // in place: this thread's (U) column
   const int lanes = blockDim.x / tile;
   const int tile_index = threadIdx.x % tile;
   const int lane = threadIdx.x / tile;
@@ -76,7 +81,13 @@ __global__ void eval_forward_kernel(const scalar_t* __restrict__ x, PlaneStrides
       copy_column(x + x_at_s, xs.row, y + y_at_s, ys.row, segments);
       continue;
     }
-    const auto x_at = [&](int v) { return static_cast<acc_t>(x[x_at_s + int64_t(v) * xs.row]); };
+    if constexpr (kInPlace) {
+      for (int v = 0; v < segments; ++v) column[v] = static_cast<acc_t>(x[x_at_s + int64_t(v) * xs.row]);
+    }
+    const auto x_at = [&](int v) {
+      if constexpr (kInPlace) return column[v];
+      return static_cast<acc_t>(x[x_at_s + int64_t(v) * xs.row]);
+    };
     for (int u = 0; u < segments; ++u) {
       acc_t acc = tap_sum(w, u, segments, g.taps, x_at);
       if (identity) acc += x_at(u);
@@ -85,38 +96,79 @@ __global__ void eval_forward_kernel(const scalar_t* __restrict__ x, PlaneStrides
   }
 }
 
+// Shared memory of one eval_forward_kernel block: the lanes' sums, invstd, the tile's pooled rows and
+// kernels, and in place each thread's column.
+size_t eval_shared_bytes(int64_t units, int64_t segments, int64_t taps, int tile, bool in_place,
+                         size_t value_bytes) {
+  return (kThreads + units + tile * (segments + taps) + (in_place ? kThreads * segments : 0)) * value_bytes;
+}
+
+// Launches eval_forward_kernel on x (readable) into y (x itself in place, over the C' channels only).
+template <bool kInPlace>
+void launch_eval_forward(const at::Tensor& x, const at::Tensor& y, const GeneratorParams& params,
+                         const at::Tensor& running_mean, const at::Tensor& running_var, const at::Tensor& pooled,
+                         const at::Tensor& mean, const at::Tensor& var, int64_t num_segments, int64_t channels,
+                         double eps, bool identity) {
+  const int64_t videos = x.size(0) / num_segments;
+  const int64_t units = params.first_weight.size(0);
+  const int64_t taps = params.second_weight.size(0);
+  const int64_t covered = kInPlace ? channels : x.size(1);
+  const auto xs = plane_strides(x);
+  const auto ys = plane_strides(y);
+  const auto shape = reduction_shape(xs);
+  const int64_t tiles = (covered + shape.tile - 1) / shape.tile;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_eval_forward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const size_t shared = eval_shared_bytes(units, num_segments, taps, shape.tile, kInPlace, sizeof(acc_t));
+    // the view's invstd is set inside the kernel, to the block's shared copy
+    eval_forward_kernel<scalar_t, acc_t, kInPlace>
+        <<<static_cast<unsigned>(videos * tiles), kThreads, shared, at::cuda::getCurrentCUDAStream()>>>(
+            x.const_data_ptr<scalar_t>(), xs, y.mutable_data_ptr<scalar_t>(), ys, pooled.mutable_data_ptr<acc_t>(),
+            generator_view<acc_t>(params, running_mean, running_mean), running_var.const_data_ptr<acc_t>(),
+            static_cast<acc_t>(eps), mean.mutable_data_ptr<acc_t>(), var.mutable_data_ptr<acc_t>(), channels, covered,
+            spatial_size(x), acc_t(1) / static_cast<acc_t>(spatial_size(x)), shape.tile, static_cast<int>(tiles),
+            identity);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+}
+
 }  // namespace
 
 EvalForward eval_forward(const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
                          const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps,
                          bool identity) {
   const int64_t videos = x.size(0) / num_segments;
-  const int64_t spatial = spatial_size(x);
   const int64_t units = params.first_weight.size(0);
-  const int64_t taps = params.second_weight.size(0);
   auto y = empty_output(x, x.scalar_type());
+  auto pooled = at::empty({videos, channels, num_segments}, running_mean.options());
+  if (videos == 0) return {y, pooled, running_mean.clone(), running_var.clone()};
+  auto mean = at::empty({units}, running_mean.options());
+  auto var = at::empty({units}, running_mean.options());
+  launch_eval_forward<false>(x, y, params, running_mean, running_var, pooled, mean, var, num_segments, channels, eps,
+                             identity);
+  return {y, pooled, mean, var};
+}
+
+// Declines (nullopt) when a block's column slices would not fit the default 48 KiB of shared memory.
+std::optional<std::tuple<at::Tensor, at::Tensor>> eval_forward_inplace(
+    const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
+    const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps, bool identity) {
+  const int64_t videos = x.size(0) / num_segments;
+  const int64_t units = params.first_weight.size(0);
+  const auto shape = reduction_shape(plane_strides(x));
+  constexpr size_t kSharedBytes = 48 * 1024;
+  const size_t value_bytes = x.scalar_type() == at::kDouble ? sizeof(double) : sizeof(float);
+  if (eval_shared_bytes(units, num_segments, params.second_weight.size(0), shape.tile, true, value_bytes) >
+      kSharedBytes) {
+    return std::nullopt;
+  }
+  if (videos == 0) return std::make_tuple(running_mean.clone(), running_var.clone());
   auto pooled = at::empty({videos, channels, num_segments}, running_mean.options());
   auto mean = at::empty({units}, running_mean.options());
   auto var = at::empty({units}, running_mean.options());
-  const auto xs = plane_strides(x);
-  const auto ys = plane_strides(y);
-  const auto shape = reduction_shape(xs);
-  const int64_t tiles = (x.size(1) + shape.tile - 1) / shape.tile;
-  const int64_t blocks = videos * tiles;
-  if (blocks == 0) return {y, pooled, running_mean.clone(), running_var.clone()};
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_eval_forward", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    // the view's invstd is set inside the kernel, to the block's shared copy
-    const size_t shared = (kThreads + units + shape.tile * (num_segments + taps)) * sizeof(acc_t);
-    eval_forward_kernel<scalar_t, acc_t>
-        <<<static_cast<unsigned>(blocks), kThreads, shared, at::cuda::getCurrentCUDAStream()>>>(
-            x.const_data_ptr<scalar_t>(), xs, y.mutable_data_ptr<scalar_t>(), ys, pooled.mutable_data_ptr<acc_t>(),
-            generator_view<acc_t>(params, running_mean, running_mean), running_var.const_data_ptr<acc_t>(),
-            static_cast<acc_t>(eps), mean.mutable_data_ptr<acc_t>(), var.mutable_data_ptr<acc_t>(), channels, x.size(1),
-            spatial, acc_t(1) / static_cast<acc_t>(spatial), shape.tile, static_cast<int>(tiles), identity);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
-  });
-  return {y, pooled, mean, var};
+  launch_eval_forward<true>(x, x, params, running_mean, running_var, pooled, mean, var, num_segments, channels, eps,
+                            identity);
+  return std::make_tuple(mean, var);
 }
 
 }  // namespace dsa_ops::cuda

@@ -5,5 +5,5 @@
 #include "../kernel_table.h"
 
 namespace dsa_ops::cuda {
-DSA_OPS_DECLARE_KERNEL_TABLE(eval_forward)
+DSA_OPS_DECLARE_KERNEL_TABLE(eval_forward, eval_forward_inplace)
 }  // namespace dsa_ops::cuda
