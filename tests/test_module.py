@@ -3,7 +3,7 @@ import pytest
 import torch
 
 import dsa_ops
-from helpers import KERNEL_BACKENDS, device_for, make_input, randomize_generator, run_module
+from helpers import KERNEL_BACKENDS, assert_close, device_for, make_input, randomize_generator, run_module
 
 PAPER_KEYS = {"generate.0.weight", "generate.1.weight", "generate.1.bias", "generate.1.running_mean",
               "generate.1.running_var", "generate.1.num_batches_tracked", "generate.3.weight"}
@@ -74,3 +74,29 @@ def test_autocast_regions_change_nothing(rng, backend):
     assert y_auto.dtype == torch.bfloat16 and torch.equal(y_auto, y) and torch.equal(x_auto.grad, gx)
     for g, parameter in zip(gparams, module.parameters()):
         assert parameter.grad.dtype == torch.float32 and torch.equal(parameter.grad, g)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+@pytest.mark.parametrize("training", [True, False])
+def test_linears_in_bfloat16_with_a_float32_batchnorm(rng, backend, training):
+    """A bfloat16 model whose BatchNorm stays in float32, as mixed-precision recipes keep it: the op casts
+    only the bfloat16 parameters (together) and matches the float64 reference on the same values."""
+    device = device_for(backend)
+    module = randomize_generator(dsa_ops.DSAConv(16, split_ratio=0.5, backend=backend), rng).to(device)
+    module.generate[0].to(torch.bfloat16)
+    module.generate[3].to(torch.bfloat16)
+    reference = dsa_ops.DSAReference(16, split_ratio=0.5).double()
+    reference.load_state_dict(module.state_dict())
+    module.train(training)
+    reference.train(training)
+    x = make_input((8, 16, 2, 5, 5), torch.bfloat16, generator=rng, device=device)
+    grad = make_input(x.shape, torch.bfloat16, generator=rng, device=device)
+    y, gx, gparams = run_module(module, x, grad)
+    y_ref, gx_ref, gparams_ref = run_module(reference, x.double().cpu(), grad.double().cpu())
+    assert_close(y, y_ref)
+    assert_close(gx, gx_ref)
+    for g, g_ref, parameter in zip(gparams, gparams_ref, module.parameters()):
+        assert g.dtype == parameter.dtype
+        assert_close(g, g_ref, torch.bfloat16, scale=2.0)
+    for buffer, buffer_ref in zip(module.generate[1].buffers(), reference.generate[1].buffers()):
+        assert_close(buffer, buffer_ref, torch.bfloat16)
