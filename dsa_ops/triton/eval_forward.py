@@ -84,7 +84,7 @@ def _eval_forward_inplace_kernel(x_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr
     p = tl.arange(0, BLOCK_C * INPLACE_S)
     c_at = tl.program_id(1).to(tl.int64) * BLOCK_C + p // INPLACE_S
     for s0 in range(0, spatial, INPLACE_S):
-        s = s0 + p % INPLACE_S
+        s = (s0 + p % INPLACE_S).to(tl.int64)
         _aggregate_inplace_block(x_ptr, kernel_ptr, video, c_at, s, (c_at < channels) & (s < spatial), x_row, x_ch,
                                  x_sp, channels, num_segments, taps, IDENTITY, ACC, BLOCK_U)
 
