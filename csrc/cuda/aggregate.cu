@@ -74,9 +74,8 @@ __global__ void aggregate_inplace_kernel(scalar_t* __restrict__ x, PlaneStrides 
 // Threads per block of aggregate_inplace_kernel: the most (a power of two, 32 to kThreads) whose
 // columns of `column_bytes` fit the default 48 KiB of shared memory; 0 when not even a warp's do.
 int column_threads(int64_t column_bytes) {
-  constexpr int64_t kSharedBytes = 48 * 1024;
   for (int threads = kThreads; threads >= 32; threads /= 2) {
-    if (threads * column_bytes <= kSharedBytes) return threads;
+    if (threads * column_bytes <= kDefaultSharedBytes) return threads;
   }
   return 0;
 }

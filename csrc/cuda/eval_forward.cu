@@ -103,15 +103,25 @@ size_t eval_shared_bytes(int64_t units, int64_t segments, int64_t taps, int tile
   return (kThreads + units + tile * (segments + taps) + (in_place ? kThreads * segments : 0)) * value_bytes;
 }
 
+// What eval_forward_kernel writes besides y: the pooled (N, C', U) values and the statistics used.
+struct EvalStatistics {
+  at::Tensor pooled;
+  at::Tensor mean;
+  at::Tensor var;
+};
+
 // Launches eval_forward_kernel on x (readable) into y (x itself in place, over the C' channels only).
 template <bool kInPlace>
-void launch_eval_forward(const at::Tensor& x, const at::Tensor& y, const GeneratorParams& params,
-                         const at::Tensor& running_mean, const at::Tensor& running_var, const at::Tensor& pooled,
-                         const at::Tensor& mean, const at::Tensor& var, int64_t num_segments, int64_t channels,
-                         double eps, bool identity) {
+EvalStatistics launch_eval_forward(const at::Tensor& x, const at::Tensor& y, const GeneratorParams& params,
+                                   const at::Tensor& running_mean, const at::Tensor& running_var,
+                                   int64_t num_segments, int64_t channels, double eps, bool identity) {
   const int64_t videos = x.size(0) / num_segments;
   const int64_t units = params.first_weight.size(0);
   const int64_t taps = params.second_weight.size(0);
+  auto pooled = at::empty({videos, channels, num_segments}, running_mean.options());
+  if (videos == 0) return {pooled, running_mean.clone(), running_var.clone()};  // nothing to pool
+  auto mean = at::empty({units}, running_mean.options());
+  auto var = at::empty({units}, running_mean.options());
   const int64_t covered = kInPlace ? channels : x.size(1);
   const auto xs = plane_strides(x);
   const auto ys = plane_strides(y);
@@ -130,6 +140,7 @@ void launch_eval_forward(const at::Tensor& x, const at::Tensor& y, const Generat
             identity);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
+  return {pooled, mean, var};
 }
 
 }  // namespace
@@ -137,38 +148,23 @@ void launch_eval_forward(const at::Tensor& x, const at::Tensor& y, const Generat
 EvalForward eval_forward(const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
                          const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps,
                          bool identity) {
-  const int64_t videos = x.size(0) / num_segments;
-  const int64_t units = params.first_weight.size(0);
   auto y = empty_output(x, x.scalar_type());
-  auto pooled = at::empty({videos, channels, num_segments}, running_mean.options());
-  if (videos == 0) return {y, pooled, running_mean.clone(), running_var.clone()};
-  auto mean = at::empty({units}, running_mean.options());
-  auto var = at::empty({units}, running_mean.options());
-  launch_eval_forward<false>(x, y, params, running_mean, running_var, pooled, mean, var, num_segments, channels, eps,
-                             identity);
-  return {y, pooled, mean, var};
+  auto out = launch_eval_forward<false>(x, y, params, running_mean, running_var, num_segments, channels, eps,
+                                        identity);
+  return {y, out.pooled, out.mean, out.var};
 }
 
-// Declines (nullopt) when a block's column slices would not fit the default 48 KiB of shared memory.
+// Declines (nullopt) when a block's column slices would not fit the default shared memory.
 std::optional<std::tuple<at::Tensor, at::Tensor>> eval_forward_inplace(
     const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
     const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps, bool identity) {
-  const int64_t videos = x.size(0) / num_segments;
-  const int64_t units = params.first_weight.size(0);
-  const auto shape = reduction_shape(plane_strides(x));
-  constexpr size_t kSharedBytes = 48 * 1024;
-  const size_t value_bytes = x.scalar_type() == at::kDouble ? sizeof(double) : sizeof(float);
-  if (eval_shared_bytes(units, num_segments, params.second_weight.size(0), shape.tile, true, value_bytes) >
-      kSharedBytes) {
-    return std::nullopt;
-  }
-  if (videos == 0) return std::make_tuple(running_mean.clone(), running_var.clone());
-  auto pooled = at::empty({videos, channels, num_segments}, running_mean.options());
-  auto mean = at::empty({units}, running_mean.options());
-  auto var = at::empty({units}, running_mean.options());
-  launch_eval_forward<true>(x, x, params, running_mean, running_var, pooled, mean, var, num_segments, channels, eps,
-                            identity);
-  return std::make_tuple(mean, var);
+  const size_t shared = eval_shared_bytes(params.first_weight.size(0), num_segments, params.second_weight.size(0),
+                                          reduction_shape(plane_strides(x)).tile, true,
+                                          c10::elementSize(accumulate_dtype(x.scalar_type())));
+  if (shared > static_cast<size_t>(kDefaultSharedBytes)) return std::nullopt;
+  auto out = launch_eval_forward<true>(x, x, params, running_mean, running_var, num_segments, channels, eps,
+                                       identity);
+  return std::make_tuple(out.mean, out.var);
 }
 
 }  // namespace dsa_ops::cuda

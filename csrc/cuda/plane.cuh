@@ -52,6 +52,9 @@ inline bool fits_int32(int64_t work, int threads = kThreads) {
   return work + int64_t(grid_size(work, threads)) * threads < std::numeric_limits<int32_t>::max();
 }
 
+// The shared memory a block may use without opting in to more.
+constexpr int64_t kDefaultSharedBytes = 48 * 1024;
+
 // y[u * y_row] = x[u * x_row] for the U rows of one (video, channel, s) column: a passthrough channel.
 template <typename scalar_t>
 __device__ __forceinline__ void copy_column(const scalar_t* x, int64_t x_row, scalar_t* y, int64_t y_row,

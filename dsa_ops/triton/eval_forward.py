@@ -89,6 +89,12 @@ def _eval_forward_inplace_kernel(x_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr
                                  x_sp, channels, num_segments, taps, IDENTITY, ACC, BLOCK_U)
 
 
+def _eval_buffers(running_mean, videos, channels, num_segments, hidden, taps):
+    """What an eval kernel writes besides the output: pooled (N, C', U), kernels (N, C', K), mean and var."""
+    return (running_mean.new_empty((videos, channels, num_segments)), running_mean.new_empty((videos, channels, taps)),
+            running_mean.new_empty(hidden), running_mean.new_empty(hidden))
+
+
 def eval_forward(x, params, running_mean, running_var, num_segments, channels, eps, identity):
     """(y, pooled, mean, var) of the eval forward; x readable, params and running statistics contiguous in
     the accumulation dtype."""
@@ -97,9 +103,7 @@ def eval_forward(x, params, running_mean, running_var, num_segments, channels, e
     hidden, taps = first_weight.shape[0], second_weight.shape[0]
     spatial = spatial_size(x)
     y = empty_output(x)
-    pooled = running_mean.new_empty((videos, channels, num_segments))
-    kernel = running_mean.new_empty((videos, channels, taps))
-    mean, var = running_mean.new_empty(hidden), running_var.new_empty(hidden)
+    pooled, kernel, mean, var = _eval_buffers(running_mean, videos, channels, num_segments, hidden, taps)
     if videos == 0:  # nothing to pool: the statistics used are the running ones
         return y, pooled, running_mean.clone(), running_var.clone()
     x_strides, y_strides = plane_strides(x), plane_strides(y)
@@ -120,9 +124,7 @@ def eval_forward_(x, params, running_mean, running_var, num_segments, channels, 
     hidden, taps = first_weight.shape[0], second_weight.shape[0]
     if videos == 0:  # nothing to pool: the statistics used are the running ones
         return running_mean.clone(), running_var.clone()
-    pooled = running_mean.new_empty((videos, channels, num_segments))
-    kernel = running_mean.new_empty((videos, channels, taps))
-    mean, var = running_mean.new_empty(hidden), running_var.new_empty(hidden)
+    pooled, kernel, mean, var = _eval_buffers(running_mean, videos, channels, num_segments, hidden, taps)
     x_strides = plane_strides(x)
     block_c, block_s = _tile(x_strides)
     _, block_u, block_h, block_k = _blocks(num_segments, hidden, taps)
