@@ -67,12 +67,12 @@ def _rows_backward_to_bn(rows_ptr, grad_kernel_ptr, r0, count, segments, taps, w
 
 
 @triton.jit
-def _generator_kernel(rows_ptr, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, mean_ptr, var_ptr, kernel_ptr, count, segments,
-                      hidden, taps, eps, TRAINING: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_U: tl.constexpr,
-                      BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+def _generator_kernel(rows_ptr, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr, running_var_ptr, mean_ptr,
+                      var_ptr, kernel_ptr, count, segments, hidden, taps, eps, TRAINING: tl.constexpr,
+                      BLOCK_R: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
     # Memory plan: training reads the (R, U) rows three times (mean, variance, kernels: recomputing the
-    # hidden units beats keeping them), eval once; writes the (R, K) kernels and, in training, the batch
-    # statistics into mean_ptr / var_ptr (in eval they hold the running ones). Grid: (1,).
+    # hidden units beats keeping them), eval once; writes the (R, K) kernels and into mean_ptr / var_ptr
+    # the statistics used: the batch's in training, copies of the running ones in eval. Grid: (1,).
     w1 = _load_matrix(w1_ptr, hidden, segments, BLOCK_H, BLOCK_U)
     j = tl.arange(0, BLOCK_H)
     if TRAINING:
@@ -87,11 +87,11 @@ def _generator_kernel(rows_ptr, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, mean_ptr, va
             d = tl.where((r < count)[:, None], _hidden(p, w1) - mean[None, :], 0.0)
             squares += tl.sum(d * d, axis=0)
         var = squares / count
-        tl.store(mean_ptr + j, mean, mask=j < hidden)
-        tl.store(var_ptr + j, var, mask=j < hidden)
     else:
-        mean = _load_vector(mean_ptr, hidden, BLOCK_H)
-        var = _load_vector(var_ptr, hidden, BLOCK_H)
+        mean = _load_vector(running_mean_ptr, hidden, BLOCK_H)
+        var = _load_vector(running_var_ptr, hidden, BLOCK_H)
+    tl.store(mean_ptr + j, mean, mask=j < hidden)
+    tl.store(var_ptr + j, var, mask=j < hidden)
     invstd = 1.0 / tl.sqrt(var + eps)
     bn_w = _load_vector(bn_w_ptr, hidden, BLOCK_H)
     bn_b = _load_vector(bn_b_ptr, hidden, BLOCK_H)
@@ -177,14 +177,11 @@ def generate(rows, params, running_mean, running_var, training, eps):
     hidden, taps = first_weight.shape[0], second_weight.shape[0]
     if training:
         _check_batch_rows(count)
-        mean, var = rows.new_empty(hidden), rows.new_empty(hidden)
-    else:
-        mean, var = running_mean.clone(), running_var.clone()
-    kernel = rows.new_empty((count, taps))
+    mean, var, kernel = rows.new_empty(hidden), rows.new_empty(hidden), rows.new_empty((count, taps))
     block_r, block_u, block_h, block_k = _blocks(segments, hidden, taps)
-    _generator_kernel[(1,)](rows, first_weight, bn_weight, bn_bias, second_weight, mean, var, kernel, count, segments,
-                            hidden, taps, eps, TRAINING=bool(training), BLOCK_R=block_r, BLOCK_U=block_u,
-                            BLOCK_H=block_h, BLOCK_K=block_k)
+    _generator_kernel[(1,)](rows, first_weight, bn_weight, bn_bias, second_weight, running_mean, running_var, mean,
+                            var, kernel, count, segments, hidden, taps, eps, TRAINING=bool(training), BLOCK_R=block_r,
+                            BLOCK_U=block_u, BLOCK_H=block_h, BLOCK_K=block_k)
     return kernel, mean, var
 
 
