@@ -16,9 +16,9 @@
   GeneratorGrads generator_backward(const at::Tensor& rows, const GeneratorParams& params, const at::Tensor& mean, \
                                     const at::Tensor& var, const at::Tensor& grad_kernel, bool training,       \
                                     double eps);                                                              \
-  EvalForward eval_forward(const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,  \
-                           const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps,  \
-                           bool identity);                                                                    \
+  std::optional<EvalForward> eval_forward(const at::Tensor& x, const GeneratorParams& params,                  \
+                                          const at::Tensor& running_mean, const at::Tensor& running_var,      \
+                                          int64_t num_segments, int64_t channels, double eps, bool identity); \
   std::optional<std::tuple<at::Tensor, at::Tensor>> eval_forward_inplace(                                     \
       const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,                     \
       const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps, bool identity);       \

@@ -167,7 +167,8 @@ at::Tensor aggregate_grad_weight(const SegmentKernels& kernels, const at::Tensor
 
 // Memory plan (forward): pool reads the C' processed channels of x; aggregate reads x once (C'
 // channels aggregated, the rest copied) and writes y once. The generator works on (N*C', U) values.
-// In eval, a backend with an eval_forward kernel does all of it in one launch.
+// In eval, a backend with an eval_forward kernel does all of it in one launch where it judges that
+// better.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
     const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
     const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
@@ -180,7 +181,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
   if (!training && kernels.eval_forward != nullptr) {
     auto out = kernels.eval_forward(input, params.generator, params.running_mean, params.running_var, num_segments,
                                     channels, eps, identity);
-    return {out.y, out.pooled, out.mean, out.var};
+    if (out) return {out->y, out->pooled, out->mean, out->var};
   }
   auto generated = generate_kernels(kernels, input, params, num_segments, channels, training, eps);
   auto y = kernels.aggregate(input, generated.kernel, num_segments, identity, std::nullopt);
@@ -189,8 +190,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
 
 // Memory plan (in place): pool reads the C' processed channels of x; aggregate_inplace reads them once
 // more and writes them once; the other channels are not touched. In eval, a backend with an
-// eval_forward_inplace kernel does all of it in one launch. An awkwardly strided x is processed in a
-// contiguous copy whose C' channels are then copied back.
+// eval_forward_inplace kernel does all of it in one launch where it judges that better. An awkwardly
+// strided x is processed in a contiguous copy whose C' channels are then copied back.
 std::tuple<at::Tensor, at::Tensor> dsa_forward_(
     const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
     const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,

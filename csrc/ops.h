@@ -42,14 +42,15 @@ struct SegmentKernels {
                                        const at::Tensor& var, const at::Tensor& grad_kernel, bool training,
                                        double eps);
   // The eval forward in one launch (BatchNorm on running_mean / running_var, which arrive in the
-  // accumulation dtype), or nullptr where the backend composes pool, generator and aggregate.
-  EvalForward (*eval_forward)(const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
-                              const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps,
-                              bool identity);
+  // accumulation dtype); nullopt, having done nothing, where the backend judges the shape better served
+  // by composing pool, generator and aggregate (or cannot take it), and nullptr where the backend has no
+  // such kernel: the op then composes them.
+  std::optional<EvalForward> (*eval_forward)(const at::Tensor& x, const GeneratorParams& params,
+                                             const at::Tensor& running_mean, const at::Tensor& running_var,
+                                             int64_t num_segments, int64_t channels, double eps, bool identity);
   // The eval forward in place on x's first C' channels in one launch (the others untouched), returning
-  // the statistics used (mean, var); nullopt, having done nothing, where the kernel cannot take the
-  // shape, and nullptr where the backend has no such kernel: the op then composes pool, generator and
-  // aggregate_inplace.
+  // the statistics used (mean, var); nullopt and nullptr as for eval_forward, the op then composing pool,
+  // generator and aggregate_inplace.
   std::optional<std::tuple<at::Tensor, at::Tensor>> (*eval_forward_inplace)(
       const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
       const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps, bool identity);

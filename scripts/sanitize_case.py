@@ -1,6 +1,9 @@
 """A small CUDA forward + backward of every op for compute-sanitizer (memcheck, racecheck): contiguous
 and channels-last, float32 and bfloat16, K = 3 and 5, with and without identity, training and eval,
-and the in-place forward in eval and training."""
+and the in-place forward in eval and training; the eval forward both as one launch and composed
+(DSA_OPS_EVAL_ONE_LAUNCH always / never)."""
+import os
+
 import torch
 
 import dsa_ops
@@ -17,10 +20,15 @@ def main():
                 x.requires_grad_(True)
                 module(x).square().sum().backward()
                 module.eval()
-                module(x).square().sum().backward()
+                for one_launch in ("always", "never"):
+                    os.environ["DSA_OPS_EVAL_ONE_LAUNCH"] = one_launch
+                    module(x).square().sum().backward()
+                    with torch.no_grad():
+                        module.inplace = True
+                        module(x.detach().clone())
+                        module.inplace = False
                 module.inplace = True
                 with torch.no_grad():
-                    module(x.detach().clone())  # the one-launch eval kernel
                     module.train()(x.detach().clone())  # pool, generator, aggregate_inplace
                 weight = torch.rand(2, 13, kernel_size, device="cuda", requires_grad=True)
                 y = dsa_ops.dsa_aggregate(x, weight, 4, identity, backend="cuda")

@@ -5,6 +5,10 @@ import torch
 
 if not torch.cuda.is_available():  # no GPU: Triton kernels run on CPU tensors in Triton's interpreter
     os.environ.setdefault("TRITON_INTERPRET", "1")
+# The suite's small shapes would send a GPU's eval forward down the composed path (pool, generator,
+# aggregate: the training path's kernels); "always" keeps the one-launch eval kernels under every test.
+# test_eval_paths.py covers "never" and "auto".
+os.environ.setdefault("DSA_OPS_EVAL_ONE_LAUNCH", "always")
 
 from helpers import KERNEL_BACKENDS  # noqa: E402  (imports dsa_ops after TRITON_INTERPRET is settled)
 

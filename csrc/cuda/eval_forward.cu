@@ -5,6 +5,9 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "kernels.h"
 #include "plane.cuh"
 
@@ -12,26 +15,46 @@ namespace dsa_ops::cuda {
 
 namespace {
 
+// Blocks per multiprocessor below which (DSA_OPS_EVAL_ONE_LAUNCH=auto) the one-launch eval gives way to
+// pool + generator + aggregate: a block owns a whole (video, channel tile), so a small grid leaves most
+// of the device idle, while the composed kernels spread over every (row, channel) and every position.
+// A first guess, to be tuned on a GPU.
+constexpr int64_t kOneLaunchBlocksPerSM = 2;
+
+enum class OneLaunch { kAuto, kAlways, kNever };
+
+// DSA_OPS_EVAL_ONE_LAUNCH: unset or "auto", "always" (whenever a block's shared memory fits) or "never".
+OneLaunch one_launch_mode() {
+  const char* value = std::getenv("DSA_OPS_EVAL_ONE_LAUNCH");
+  if (value == nullptr || std::strcmp(value, "") == 0 || std::strcmp(value, "auto") == 0) return OneLaunch::kAuto;
+  if (std::strcmp(value, "always") == 0) return OneLaunch::kAlways;
+  if (std::strcmp(value, "never") == 0) return OneLaunch::kNever;
+  TORCH_CHECK_VALUE(false, "DSA_OPS_EVAL_ONE_LAUNCH must be auto, always or never, got '", value, "'");
+}
+
 // The block's lanes pool the tile's U rows (sum_over_lanes: a fixed order), one thread per channel runs
-// the generator on its row into shared memory, then the lanes aggregate the tile; tiles past C' copy.
-// Memory plan: reads the tile's channels of x twice (pooling, then aggregation: the second read mostly
+// the generator on its row into shared memory, then each thread stages its (channel, s) columns' U values
+// in shared memory and writes the U outputs from there: the aggregated sum on the C' channels, the staged
+// values themselves (bit for bit) on the others. Staging lets a thread's U loads be in flight together
+// although x and y may alias (they do in place), and makes every read of a column precede its writes.
+// Memory plan: reads the tile's C' channels of x twice (pooling, then aggregation: the second read mostly
 // from L2) and writes y once; passthrough tiles read and write once. Writes (N, C', U) pooled values.
-// kInPlace: y is x and the grid covers the C' channels only (all_channels = C'); a thread copies its
-// (channel, s) column's U values into its own slice of shared memory before writing any of them. (x and
-// y are not __restrict__: in place they alias.)
-template <typename scalar_t, typename acc_t, bool kInPlace>
-__global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t* y,
-                                    PlaneStrides ys, acc_t* __restrict__ pooled, GeneratorView<acc_t> g,
-                                    const acc_t* running_var, acc_t eps, acc_t* mean_out, acc_t* var_out,
-                                    int64_t channels, int64_t all_channels, int64_t spatial, acc_t mean_scale,
-                                    int tile, int tiles, bool identity) {
+// In place y is x and the grid covers the C' channels only (all_channels = C').
+template <typename scalar_t, typename acc_t>
+__global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t* y, PlaneStrides ys,
+                                    acc_t* __restrict__ pooled, GeneratorView<acc_t> g, const acc_t* running_var,
+                                    acc_t eps, acc_t* mean_out, acc_t* var_out, int64_t channels,
+                                    int64_t all_channels, int64_t spatial, acc_t mean_scale, int tile, int tiles,
+                                    bool identity) {
   extern __shared__ unsigned char scratch_bytes[];
   const int segments = g.segments;
   acc_t* scratch = reinterpret_cast<acc_t*>(scratch_bytes);  // blockDim.x values for sum_over_lanes
   acc_t* invstd = scratch + blockDim.x;                        // (aU)
   acc_t* rows = invstd + g.hidden;                             // (tile, U) pooled values
   acc_t* weights = rows + tile * segments;                     // (tile, K) kernels
-  acc_t* column = weights + tile * g.taps + threadIdx.x * segments;  // in place: this thread's (U) column
+  // (U, blockDim.x): segment v of this thread's column at column[v * blockDim.x], a warp's accesses in
+  // consecutive words.
+  scalar_t* column = reinterpret_cast<scalar_t*>(weights + tile * g.taps) + threadIdx.x;
   const int lanes = blockDim.x / tile;
   const int tile_index = threadIdx.x % tile;
   const int lane = threadIdx.x / tile;
@@ -40,67 +63,50 @@ __global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t
   const int64_t channel = first_channel + tile_index;
   const int64_t x_base = plane_offset(xs, video * segments, channel, 0);
   const int64_t y_base = plane_offset(ys, video * segments, channel, 0);
+  const bool processed = channel < channels;
   if (blockIdx.x == 0) {
     for (int j = threadIdx.x; j < g.hidden; j += blockDim.x) {
       mean_out[j] = g.mean[j];
       var_out[j] = running_var[j];
     }
   }
-  if (first_channel >= channels) {  // a passthrough tile (uniform over the block)
-    if (channel >= all_channels) return;
-    for (int64_t s = lane; s < spatial; s += lanes) {
-      copy_column(x + x_base + s * xs.spatial, xs.row, y + y_base + s * ys.spatial, ys.row, segments);
+  if (first_channel < channels) {  // a tile with processed channels (uniform over the block)
+    for (int j = threadIdx.x; j < g.hidden; j += blockDim.x) invstd[j] = inverse_sqrt(running_var[j] + eps);
+    for (int u = 0; u < segments; ++u) {
+      acc_t sum[1] = {acc_t(0)};
+      if (processed) {
+        for (int64_t s = lane; s < spatial; s += lanes) sum[0] += static_cast<acc_t>(x[x_base + u * xs.row + s * xs.spatial]);
+      }
+      sum_over_lanes(sum, scratch, lane, lanes, tile_index, tile);
+      if (lane == 0) rows[tile_index * segments + u] = sum[0] * mean_scale;  // as pool_kernel
     }
-    return;
-  }
-  const bool processed = channel < channels;
-  for (int j = threadIdx.x; j < g.hidden; j += blockDim.x) invstd[j] = inverse_sqrt(running_var[j] + eps);
-  for (int u = 0; u < segments; ++u) {
-    acc_t sum[1] = {acc_t(0)};
-    if (processed) {
-      for (int64_t s = lane; s < spatial; s += lanes) sum[0] += static_cast<acc_t>(x[x_base + u * xs.row + s * xs.spatial]);
+    __syncthreads();
+    if (lane == 0 && processed) {
+      GeneratorView<acc_t> view = g;
+      view.invstd = invstd;
+      const acc_t* p = rows + tile_index * segments;
+      for (int u = 0; u < segments; ++u) pooled[(video * channels + channel) * segments + u] = p[u];
+      row_kernel(view, p, weights + tile_index * g.taps);
     }
-    sum_over_lanes(sum, scratch, lane, lanes, tile_index, tile);
-    if (lane == 0) rows[tile_index * segments + u] = sum[0] * mean_scale;  // as pool_kernel
+    __syncthreads();
   }
-  __syncthreads();
-  if (lane == 0 && processed) {
-    GeneratorView<acc_t> view = g;
-    view.invstd = invstd;
-    const acc_t* p = rows + tile_index * segments;
-    for (int u = 0; u < segments; ++u) pooled[(video * channels + channel) * segments + u] = p[u];
-    row_kernel(view, p, weights + tile_index * g.taps);
-  }
-  __syncthreads();
   if (channel >= all_channels) return;
   const acc_t* w = weights + tile_index * g.taps;
+  const auto staged = [&](int v) { return static_cast<acc_t>(column[v * blockDim.x]); };
   for (int64_t s = lane; s < spatial; s += lanes) {
     const int64_t x_at_s = x_base + s * xs.spatial;
     const int64_t y_at_s = y_base + s * ys.spatial;
-    if (!processed) {
-      copy_column(x + x_at_s, xs.row, y + y_at_s, ys.row, segments);
-      continue;
-    }
-    if constexpr (kInPlace) {
-      for (int v = 0; v < segments; ++v) column[v] = static_cast<acc_t>(x[x_at_s + int64_t(v) * xs.row]);
-    }
-    const auto x_at = [&](int v) {
-      if constexpr (kInPlace) return column[v];
-      return static_cast<acc_t>(x[x_at_s + int64_t(v) * xs.row]);
-    };
+    for (int v = 0; v < segments; ++v) column[v * blockDim.x] = x[x_at_s + int64_t(v) * xs.row];
     for (int u = 0; u < segments; ++u) {
-      acc_t acc = tap_sum(w, u, segments, g.taps, x_at);
-      if (identity) acc += x_at(u);
-      y[y_at_s + int64_t(u) * ys.row] = static_cast<scalar_t>(acc);
+      scalar_t out = column[u * blockDim.x];
+      if (processed) {
+        acc_t acc = tap_sum(w, u, segments, g.taps, staged);
+        if (identity) acc += staged(u);
+        out = static_cast<scalar_t>(acc);
+      }
+      y[y_at_s + int64_t(u) * ys.row] = out;
     }
   }
-}
-
-// Shared memory of one eval_forward_kernel block: the lanes' sums, invstd, the tile's pooled rows and
-// kernels, and in place each thread's column.
-size_t eval_shared_bytes(int64_t units, int64_t segments, int64_t taps, int tile, bool in_place,
-                         size_t value_bytes) {
-  return (kThreads + units + tile * (segments + taps) + (in_place ? kThreads * segments : 0)) * value_bytes;
 }
 
 // What eval_forward_kernel writes besides y: the pooled (N, C', U) values and the statistics used.
@@ -110,33 +116,58 @@ struct EvalStatistics {
   at::Tensor var;
 };
 
+// How eval_forward_kernel runs over the first `covered` channels of x (all of them out of place, C' in
+// place): blocks, their dynamic shared memory (the lanes' sums, invstd, the tile's pooled rows and
+// kernels, the threads' staged columns) and the reduction shape.
+struct EvalLaunch {
+  int64_t blocks;
+  int64_t tiles;
+  size_t shared_bytes;
+  ReductionShape shape;
+};
+
+// eval_forward_kernel's launch, or nullopt where the op composes pool, generator and aggregation instead:
+// a block would need more than the default shared memory, or the mode (one_launch_mode) says so.
+std::optional<EvalLaunch> eval_launch(const at::Tensor& x, const GeneratorParams& params, int64_t num_segments,
+                                      int64_t covered) {
+  const auto mode = one_launch_mode();
+  if (mode == OneLaunch::kNever) return std::nullopt;
+  const auto shape = reduction_shape(plane_strides(x));
+  const int64_t tiles = (covered + shape.tile - 1) / shape.tile;
+  const int64_t blocks = x.size(0) / num_segments * tiles;
+  const size_t shared =
+      (kThreads + params.first_weight.size(0) + shape.tile * (num_segments + params.second_weight.size(0))) *
+          c10::elementSize(accumulate_dtype(x.scalar_type())) +
+      kThreads * num_segments * x.element_size();
+  if (shared > static_cast<size_t>(kDefaultSharedBytes)) return std::nullopt;
+  if (mode == OneLaunch::kAuto &&
+      blocks < kOneLaunchBlocksPerSM * at::cuda::getCurrentDeviceProperties()->multiProcessorCount) {
+    return std::nullopt;
+  }
+  return EvalLaunch{blocks, tiles, shared, shape};
+}
+
 // Launches eval_forward_kernel on x (readable) into y (x itself in place, over the C' channels only).
-template <bool kInPlace>
-EvalStatistics launch_eval_forward(const at::Tensor& x, const at::Tensor& y, const GeneratorParams& params,
-                                   const at::Tensor& running_mean, const at::Tensor& running_var,
-                                   int64_t num_segments, int64_t channels, double eps, bool identity) {
+EvalStatistics launch_eval_forward(const EvalLaunch& launch, const at::Tensor& x, const at::Tensor& y,
+                                   const GeneratorParams& params, const at::Tensor& running_mean,
+                                   const at::Tensor& running_var, int64_t num_segments, int64_t channels,
+                                   int64_t covered, double eps, bool identity) {
   const int64_t videos = x.size(0) / num_segments;
   const int64_t units = params.first_weight.size(0);
-  const int64_t taps = params.second_weight.size(0);
   auto pooled = at::empty({videos, channels, num_segments}, running_mean.options());
   if (videos == 0) return {pooled, running_mean.clone(), running_var.clone()};  // nothing to pool
   auto mean = at::empty({units}, running_mean.options());
   auto var = at::empty({units}, running_mean.options());
-  const int64_t covered = kInPlace ? channels : x.size(1);
-  const auto xs = plane_strides(x);
-  const auto ys = plane_strides(y);
-  const auto shape = reduction_shape(xs);
-  const int64_t tiles = (covered + shape.tile - 1) / shape.tile;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_eval_forward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const size_t shared = eval_shared_bytes(units, num_segments, taps, shape.tile, kInPlace, sizeof(acc_t));
     // the view's invstd is set inside the kernel, to the block's shared copy
-    eval_forward_kernel<scalar_t, acc_t, kInPlace>
-        <<<static_cast<unsigned>(videos * tiles), kThreads, shared, at::cuda::getCurrentCUDAStream()>>>(
-            x.const_data_ptr<scalar_t>(), xs, y.mutable_data_ptr<scalar_t>(), ys, pooled.mutable_data_ptr<acc_t>(),
-            generator_view<acc_t>(params, running_mean, running_mean), running_var.const_data_ptr<acc_t>(),
-            static_cast<acc_t>(eps), mean.mutable_data_ptr<acc_t>(), var.mutable_data_ptr<acc_t>(), channels, covered,
-            spatial_size(x), acc_t(1) / static_cast<acc_t>(spatial_size(x)), shape.tile, static_cast<int>(tiles),
+    eval_forward_kernel<scalar_t, acc_t>
+        <<<static_cast<unsigned>(launch.blocks), kThreads, launch.shared_bytes, at::cuda::getCurrentCUDAStream()>>>(
+            x.const_data_ptr<scalar_t>(), plane_strides(x), y.mutable_data_ptr<scalar_t>(), plane_strides(y),
+            pooled.mutable_data_ptr<acc_t>(), generator_view<acc_t>(params, running_mean, running_mean),
+            running_var.const_data_ptr<acc_t>(), static_cast<acc_t>(eps), mean.mutable_data_ptr<acc_t>(),
+            var.mutable_data_ptr<acc_t>(), channels, covered, spatial_size(x),
+            acc_t(1) / static_cast<acc_t>(spatial_size(x)), launch.shape.tile, static_cast<int>(launch.tiles),
             identity);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
@@ -145,25 +176,24 @@ EvalStatistics launch_eval_forward(const at::Tensor& x, const at::Tensor& y, con
 
 }  // namespace
 
-EvalForward eval_forward(const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
-                         const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps,
-                         bool identity) {
+std::optional<EvalForward> eval_forward(const at::Tensor& x, const GeneratorParams& params,
+                                        const at::Tensor& running_mean, const at::Tensor& running_var,
+                                        int64_t num_segments, int64_t channels, double eps, bool identity) {
+  const auto launch = eval_launch(x, params, num_segments, x.size(1));
+  if (!launch) return std::nullopt;
   auto y = empty_output(x, x.scalar_type());
-  auto out = launch_eval_forward<false>(x, y, params, running_mean, running_var, num_segments, channels, eps,
-                                        identity);
-  return {y, out.pooled, out.mean, out.var};
+  auto out = launch_eval_forward(*launch, x, y, params, running_mean, running_var, num_segments, channels, x.size(1),
+                                 eps, identity);
+  return EvalForward{y, out.pooled, out.mean, out.var};
 }
 
-// Declines (nullopt) when a block's column slices would not fit the default shared memory.
 std::optional<std::tuple<at::Tensor, at::Tensor>> eval_forward_inplace(
     const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
     const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps, bool identity) {
-  const size_t shared = eval_shared_bytes(params.first_weight.size(0), num_segments, params.second_weight.size(0),
-                                          reduction_shape(plane_strides(x)).tile, true,
-                                          c10::elementSize(accumulate_dtype(x.scalar_type())));
-  if (shared > static_cast<size_t>(kDefaultSharedBytes)) return std::nullopt;
-  auto out = launch_eval_forward<true>(x, x, params, running_mean, running_var, num_segments, channels, eps,
-                                       identity);
+  const auto launch = eval_launch(x, params, num_segments, channels);
+  if (!launch) return std::nullopt;
+  auto out = launch_eval_forward(*launch, x, x, params, running_mean, running_var, num_segments, channels, channels,
+                                 eps, identity);
   return std::make_tuple(out.mean, out.var);
 }
 

@@ -1,7 +1,14 @@
 """The module's eval forward in one Triton launch, out of place or in place. In eval the generator's
 BatchNorm uses the running statistics, so the kernels of a (video, channel) row depend on that row alone:
 a program pools its rows, runs the generator on them and aggregates them, with no other program to wait
-for."""
+for.
+
+Where a (video, channel tile) grid is too small to keep the device busy, eval_forward and eval_forward_
+decline (return None) and the op composes pool, generator and aggregation, whose grids cover every row
+and position; DSA_OPS_EVAL_ONE_LAUNCH=always / never overrides that choice, as for the CUDA backend."""
+import os
+
+import torch
 import triton
 import triton.language as tl
 
@@ -89,6 +96,24 @@ def _eval_forward_inplace_kernel(x_ptr, pooled_ptr, kernel_ptr, w1_ptr, bn_w_ptr
                                  x_sp, channels, num_segments, taps, IDENTITY, ACC, BLOCK_U)
 
 
+ONE_LAUNCH_ENV = "DSA_OPS_EVAL_ONE_LAUNCH"
+# Programs per multiprocessor below which "auto" composes instead: a first guess, to be tuned on a GPU.
+ONE_LAUNCH_PROGRAMS_PER_SM = 2
+
+
+def _one_launch(x, programs):
+    """Whether the eval forward runs as one launch of `programs` programs on x: DSA_OPS_EVAL_ONE_LAUNCH
+    "always" or "never", else ("auto") when the grid fills the device (always in the interpreter)."""
+    mode = os.environ.get(ONE_LAUNCH_ENV) or "auto"
+    if mode not in ("auto", "always", "never"):
+        raise ValueError(f"{ONE_LAUNCH_ENV} must be auto, always or never, got {mode!r}")
+    if mode != "auto":
+        return mode == "always"
+    if not x.is_cuda:
+        return True
+    return programs >= ONE_LAUNCH_PROGRAMS_PER_SM * torch.cuda.get_device_properties(x.device).multi_processor_count
+
+
 def _eval_buffers(running_mean, videos, channels, num_segments, hidden, taps):
     """What an eval kernel writes besides the output: pooled (N, C', U), kernels (N, C', K), mean and var."""
     return (running_mean.new_empty((videos, channels, num_segments)), running_mean.new_empty((videos, channels, taps)),
@@ -96,20 +121,23 @@ def _eval_buffers(running_mean, videos, channels, num_segments, hidden, taps):
 
 
 def eval_forward(x, params, running_mean, running_var, num_segments, channels, eps, identity):
-    """(y, pooled, mean, var) of the eval forward; x readable, params and running statistics contiguous in
-    the accumulation dtype."""
+    """(y, pooled, mean, var) of the eval forward, or None (see the module's docstring); x readable, params
+    and running statistics contiguous in the accumulation dtype."""
     first_weight, bn_weight, bn_bias, second_weight = params
     videos = x.shape[0] // num_segments
+    x_strides = plane_strides(x)
+    block_c, block_s = _tile(x_strides)
+    grid = (videos, triton.cdiv(x.shape[1], block_c))
+    if not _one_launch(x, grid[0] * grid[1]):
+        return None
     hidden, taps = first_weight.shape[0], second_weight.shape[0]
     spatial = spatial_size(x)
     y = empty_output(x)
     pooled, kernel, mean, var = _eval_buffers(running_mean, videos, channels, num_segments, hidden, taps)
     if videos == 0:  # nothing to pool: the statistics used are the running ones
         return y, pooled, running_mean.clone(), running_var.clone()
-    x_strides, y_strides = plane_strides(x), plane_strides(y)
-    block_c, block_s = _tile(x_strides)
+    y_strides = plane_strides(y)
     _, block_u, block_h, block_k = _blocks(num_segments, hidden, taps)
-    grid = (videos, triton.cdiv(x.shape[1], block_c))
     _eval_forward_kernel[grid](x, y, pooled, kernel, first_weight, bn_weight, bn_bias, second_weight, running_mean,
                                running_var, mean, var, *x_strides, *y_strides, channels, x.shape[1], spatial,
                                num_segments, hidden, taps, eps, IDENTITY=bool(identity), ACC=_acc(x.dtype),
@@ -118,18 +146,21 @@ def eval_forward(x, params, running_mean, running_var, num_segments, channels, e
 
 
 def eval_forward_(x, params, running_mean, running_var, num_segments, channels, eps, identity):
-    """The eval forward in place on x's first C' channels (x readable): (mean, var)."""
+    """The eval forward in place on x's first C' channels (x readable): (mean, var), or None having done
+    nothing (see the module's docstring)."""
     first_weight, bn_weight, bn_bias, second_weight = params
     videos = x.shape[0] // num_segments
+    x_strides = plane_strides(x)
+    block_c, block_s = _tile(x_strides)
+    grid = (videos, triton.cdiv(channels, block_c))
+    if not _one_launch(x, grid[0] * grid[1]):
+        return None
     hidden, taps = first_weight.shape[0], second_weight.shape[0]
     if videos == 0:  # nothing to pool: the statistics used are the running ones
         return running_mean.clone(), running_var.clone()
     pooled, kernel, mean, var = _eval_buffers(running_mean, videos, channels, num_segments, hidden, taps)
-    x_strides = plane_strides(x)
-    block_c, block_s = _tile(x_strides)
     _, block_u, block_h, block_k = _blocks(num_segments, hidden, taps)
     _, positions = _inplace_positions(num_segments)
-    grid = (videos, triton.cdiv(channels, block_c))
     _eval_forward_inplace_kernel[grid](x, pooled, kernel, first_weight, bn_weight, bn_bias, second_weight, running_mean,
                                        running_var, mean, var, *x_strides, channels, spatial_size(x), num_segments,
                                        hidden, taps, eps, IDENTITY=bool(identity), ACC=_acc(x.dtype), BLOCK_C=block_c,

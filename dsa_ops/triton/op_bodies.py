@@ -51,14 +51,16 @@ def _generate_kernels(x, first_weight, bn_weight, bn_bias, running_mean, running
 
 def dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
                 channels, training, eps, identity):
-    """(y, pooled, mean, var). Training, memory plan as csrc/ops.cpp: pool reads the C' channels, the
-    generator runs on the pooled rows, aggregate reads x once and writes y once. Eval: one launch
-    (eval_forward)."""
+    """(y, pooled, mean, var). Memory plan as csrc/ops.cpp: pool reads the C' channels, the generator runs
+    on the pooled rows, aggregate reads x once and writes y once; in eval one launch (eval_forward) where
+    it takes the shape."""
     x = readable_input(x)
     if not training:
         params = _params(x, first_weight, bn_weight, bn_bias, second_weight)
-        return eval_forward(x, params, _acc(running_mean, x), _acc(running_var, x), num_segments, channels, eps,
-                            identity)
+        out = eval_forward(x, params, _acc(running_mean, x), _acc(running_var, x), num_segments, channels, eps,
+                           identity)
+        if out is not None:
+            return out
     pooled, kernel, mean, var = _generate_kernels(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
                                                   second_weight, num_segments, channels, training, eps)
     return kernels.aggregate(x, kernel, num_segments, identity), pooled, mean, var
@@ -67,21 +69,23 @@ def dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, 
 def dsa_forward_(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
                  channels, training, eps, identity):
     """The forward in place on x's first C' channels: (mean, var). Memory plan as csrc/ops.cpp: pool
-    reads the C' channels, aggregate_inplace reads and writes them once (eval: one launch,
-    eval_forward_); an awkwardly strided x is processed in a contiguous copy whose C' channels are
-    copied back."""
+    reads the C' channels, aggregate_inplace reads and writes them once (in eval one launch,
+    eval_forward_, where it takes the shape); an awkwardly strided x is processed in a contiguous copy
+    whose C' channels are copied back."""
     if x.requires_grad:
         raise RuntimeError("x must not require grad for the in-place forward (dsa_forward_), which overwrites it; "
                            "use the out-of-place forward (DSAConv(inplace=False)) when gradients are needed")
     work = readable_input(x)
+    stats = None
     if not training:
         params = _params(work, first_weight, bn_weight, bn_bias, second_weight)
-        mean, var = eval_forward_(work, params, _acc(running_mean, work), _acc(running_var, work), num_segments,
-                                  channels, eps, identity)
-    else:
-        _, kernel, mean, var = _generate_kernels(work, first_weight, bn_weight, bn_bias, running_mean, running_var,
-                                                 second_weight, num_segments, channels, training, eps)
+        stats = eval_forward_(work, params, _acc(running_mean, work), _acc(running_var, work), num_segments,
+                              channels, eps, identity)
+    if stats is None:
+        _, kernel, *stats = _generate_kernels(work, first_weight, bn_weight, bn_bias, running_mean, running_var,
+                                              second_weight, num_segments, channels, training, eps)
         kernels.aggregate_inplace(work, kernel, num_segments, identity)
+    mean, var = stats
     if work is not x:
         x.narrow(1, 0, channels).copy_(work.narrow(1, 0, channels))
     return mean, var

@@ -1,0 +1,71 @@
+"""The eval forward's two paths on the backends with a one-launch eval kernel (cuda, triton): one launch,
+or pool + generator + aggregate, as DSA_OPS_EVAL_ONE_LAUNCH chooses (auto: by whether the grid of
+(video, channel tile) blocks fills the GPU). Each agrees with the float64 reference, out of place and in
+place, and copies the passthrough channels bit for bit; on a GPU "auto" picks by the grid's size; a bad
+value of the variable is refused."""
+import pytest
+import torch
+
+import dsa_ops
+from helpers import KERNEL_BACKENDS, assert_close, configured_pair, device_for, make_input
+
+ONE_LAUNCH_BACKENDS = [p for p in KERNEL_BACKENDS if p.values[0] in ("cuda", "triton")]
+ENV = "DSA_OPS_EVAL_ONE_LAUNCH"
+
+
+@pytest.mark.parametrize("backend", ONE_LAUNCH_BACKENDS)
+@pytest.mark.parametrize("mode", ["always", "never", "auto"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("inplace", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_eval_paths_match_reference(rng, monkeypatch, backend, mode, layout, inplace, dtype):
+    monkeypatch.setenv(ENV, mode)
+    channels, processed = 24, 12
+    fused, ref = configured_pair(rng, backend, channels, 4, 3, 0.5, True, False, dtype)
+    fused.inplace = inplace
+    x = make_input((3 * 4, channels, 2, 5, 5), dtype, layout, rng, device=device_for(backend))
+    x[0, processed:, 0, 0, 0] = float("nan")  # copied as it is
+    before = x.clone()
+    expected = ref(before.cpu().double())
+    with torch.no_grad():
+        y = fused(x)
+    assert (y is x) == inplace
+    assert_close(y[:, :processed], expected[:, :processed], dtype)
+    assert torch.equal(y[:, processed:].view(torch.int16 if dtype == torch.bfloat16 else torch.int32),
+                       before[:, processed:].view(torch.int16 if dtype == torch.bfloat16 else torch.int32))
+
+
+@pytest.mark.parametrize("backend", ONE_LAUNCH_BACKENDS)
+@pytest.mark.parametrize("inplace", [False, True])
+def test_auto_takes_one_launch_only_where_the_grid_fills_the_gpu(rng, monkeypatch, backend, inplace):
+    if device_for(backend) != "cuda":
+        pytest.skip("needs a GPU: the grid is compared with its multiprocessors")
+    monkeypatch.setenv(ENV, "auto")
+    processors = torch.cuda.get_device_properties(0).multi_processor_count
+    one_launch = "eval_forward"
+
+    def kernels(channels):
+        module = dsa_ops.DSAConv(channels, split_ratio=1.0, backend=backend, inplace=inplace).cuda().eval()
+        x = make_input((4, channels, 3, 3), generator=rng, device="cuda")  # one video
+        with torch.no_grad():
+            module(x)
+            torch.cuda.synchronize()
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
+                module(x)
+                torch.cuda.synchronize()
+        return [e.name for e in profile.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+
+    small = kernels(8)  # 8 blocks of one channel (2 programs of 4 on Triton): pool, generator, aggregate
+    assert len(small) == 3 and not any(one_launch in name for name in small), small
+    large = kernels(8 * processors)  # 8 blocks per multiprocessor (2 programs on Triton): one launch
+    assert len(large) == 1 and one_launch in large[0], large
+
+
+@pytest.mark.parametrize("backend", ONE_LAUNCH_BACKENDS)
+@pytest.mark.parametrize("inplace", [False, True])
+def test_bad_mode_is_refused(rng, monkeypatch, backend, inplace):
+    monkeypatch.setenv(ENV, "sometimes")
+    module = dsa_ops.DSAConv(8, split_ratio=0.5, backend=backend, inplace=inplace).to(device_for(backend)).eval()
+    x = make_input((8, 8, 3, 3), generator=rng, device=device_for(backend))
+    with torch.no_grad(), pytest.raises(ValueError, match=f"{ENV} must be auto, always or never, got 'sometimes'"):
+        module(x)
