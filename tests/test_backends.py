@@ -95,6 +95,19 @@ def test_segment_pool(rng, backend, layout, dtype, channels):
     assert_close(x.grad, x64.grad, dtype)
 
 
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_long_spatial_axis_over_few_rows(rng, backend, layout, dtype):
+    """Few (row, channel) blocks and a long S: the GPU kernels (and Triton's in its interpreter) split S
+    over blocks and add the splits; the module's outputs and gradients too."""
+    x = make_input((4, 8, 2, 32, 32), dtype, layout, rng, device=DEVICE_OF[backend])
+    expected = reference.segment_pool(x.cpu().double(), 2, 6)
+    assert_close(dsa_ops.segment_pool(x, 2, 6, backend=backend), expected, torch.float32)
+    for training in (True, False):
+        check_module(rng, backend, videos=2, channels=8, num_segments=2, split=0.5, tail=(2, 32, 32),
+                     layout=layout, dtype=dtype, training=training)
+
+
 def test_thread_count_does_not_change_results(rng):
     x = make_input((16, 64, 4, 6, 6), generator=rng)
     grad = make_input(x.shape, generator=rng)

@@ -78,7 +78,7 @@ __global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t
         for (int64_t s = lane; s < spatial; s += lanes) sum[0] += static_cast<acc_t>(x[x_base + u * xs.row + s * xs.spatial]);
       }
       sum_over_lanes(sum, scratch, lane, lanes, tile_index, tile);
-      if (lane == 0) rows[tile_index * segments + u] = sum[0] * mean_scale;  // as pool_kernel
+      if (lane == 0) rows[tile_index * segments + u] = sum[0] * mean_scale;  // as an unsplit pool_kernel
     }
     __syncthreads();
     if (lane == 0 && processed) {

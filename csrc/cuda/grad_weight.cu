@@ -61,26 +61,6 @@ __global__ void grad_weight_partial_kernel(const scalar_t* __restrict__ grad_y, 
   }
 }
 
-// out[i] = sum over splits of partial[split][i], splits in order.
-template <typename acc_t>
-__global__ void sum_splits_kernel(const acc_t* __restrict__ partial, acc_t* __restrict__ out, int64_t count,
-                                  int64_t splits) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(blockDim.x) * gridDim.x) {
-    acc_t total = 0;
-    for (int64_t split = 0; split < splits; ++split) total += partial[split * count + i];
-    out[i] = total;
-  }
-}
-
-// Splits of S so that the grid fills the device twice over, each split at least 4 s per lane. Depends
-// only on the shape and the device, so results are bitwise reproducible on a device.
-int64_t split_count(int64_t blocks, int64_t spatial, int lanes) {
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
-  const int64_t wanted = (2 * sms + blocks - 1) / blocks;
-  const int64_t most = std::max<int64_t>(1, spatial / (4 * lanes));
-  return std::max<int64_t>(1, std::min<int64_t>({wanted, most, 65535}));
-}
-
 }  // namespace
 
 at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments, int64_t channels,
@@ -107,12 +87,7 @@ at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t nu
         videos, channels, spatial, static_cast<int>(num_segments), static_cast<int>(kernel_size), shape.tile, tiles,
         split_length);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
-    if (splits > 1) {
-      const int64_t count = out.numel();
-      sum_splits_kernel<acc_t><<<grid_size(count), kThreads, 0, stream>>>(partial.const_data_ptr<acc_t>(),
-                                                                         out.mutable_data_ptr<acc_t>(), count, splits);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    if (splits > 1) sum_splits(partial, out, splits, acc_t(1));
   });
   return out;
 }

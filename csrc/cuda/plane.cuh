@@ -106,4 +106,39 @@ __device__ __forceinline__ void sum_over_lanes(acc_t (&values)[kCount], acc_t* s
   __syncthreads();  // scratch may be reused right after
 }
 
+// Splits of S so that a grid of `blocks` reductions over S fills the device twice over, each split at
+// least 4 s per lane. Depends only on the shape and the device, so results are bitwise reproducible on a
+// device.
+inline int64_t split_count(int64_t blocks, int64_t spatial, int lanes) {
+  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t wanted = (2 * sms + blocks - 1) / blocks;
+  const int64_t most = std::max<int64_t>(1, spatial / (4 * lanes));
+  return std::max<int64_t>(1, std::min<int64_t>({wanted, most, 65535}));
+}
+
+// Internal linkage: each .cu file that uses them compiles and registers its own copy of the kernel.
+namespace {
+
+// out[i] = scale * (sum over splits of partial[split][i]), the splits added in order: deterministic.
+template <typename acc_t>
+__global__ void sum_splits_kernel(const acc_t* __restrict__ partial, acc_t* __restrict__ out, int64_t count,
+                                  int64_t splits, acc_t scale) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < count; i += int64_t(blockDim.x) * gridDim.x) {
+    acc_t total = 0;
+    for (int64_t split = 0; split < splits; ++split) total += partial[split * count + i];
+    out[i] = total * scale;
+  }
+}
+
+// Launches sum_splits_kernel on the current stream: out (contiguous) from partial (splits, *out.shape).
+template <typename acc_t>
+void sum_splits(const at::Tensor& partial, const at::Tensor& out, int64_t splits, acc_t scale) {
+  const int64_t count = out.numel();
+  sum_splits_kernel<acc_t><<<grid_size(count), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+      partial.const_data_ptr<acc_t>(), out.mutable_data_ptr<acc_t>(), count, splits, scale);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+}  // namespace
+
 }  // namespace dsa_ops::cuda

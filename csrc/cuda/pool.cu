@@ -9,12 +9,14 @@ namespace dsa_ops::cuda {
 
 namespace {
 
-// Memory plan: reads the C' processed channels of x once, writes (N, C', U) means. One pass.
-// One block per (row, channel tile); its lanes stride over s and are summed in a fixed order.
+// Memory plan: reads the C' processed channels of x once, writes (N, C', U) means: one pass. Where the
+// (row, channel tile) blocks are too few to fill the device (channels-last inputs with few rows), S is
+// split over blocks too, which write (splits, N, C', U) partial sums that sum_splits adds (a second
+// launch over N*C'*U values). A block's lanes stride over its s and are summed in a fixed order.
 template <typename scalar_t, typename acc_t>
 __global__ void pool_kernel(const scalar_t* __restrict__ x, PlaneStrides xs, acc_t* __restrict__ out,
-                            int64_t num_segments, int64_t channels, int64_t spatial, int tile, int tiles,
-                            acc_t scale) {
+                            int64_t num_segments, int64_t channels, int64_t spatial, int64_t split_length,
+                            int64_t split_stride, int tile, int tiles, acc_t scale) {
   extern __shared__ unsigned char scratch_bytes[];
   acc_t* scratch = reinterpret_cast<acc_t*>(scratch_bytes);
   const int lanes = blockDim.x / tile;
@@ -22,14 +24,18 @@ __global__ void pool_kernel(const scalar_t* __restrict__ x, PlaneStrides xs, acc
   const int lane = threadIdx.x / tile;
   const int64_t row = blockIdx.x / tiles;
   const int64_t channel = int64_t(blockIdx.x % tiles) * tile + tile_index;
+  const int64_t split = blockIdx.y;
+  const int64_t s_end = min(spatial, (split + 1) * split_length);
   acc_t sum[1] = {acc_t(0)};
   if (channel < channels) {
-    for (int64_t s = lane; s < spatial; s += lanes) sum[0] += static_cast<acc_t>(x[plane_offset(xs, row, channel, s)]);
+    for (int64_t s = split * split_length + lane; s < s_end; s += lanes) {
+      sum[0] += static_cast<acc_t>(x[plane_offset(xs, row, channel, s)]);
+    }
   }
   sum_over_lanes(sum, scratch, lane, lanes, tile_index, tile);
   if (lane == 0 && channel < channels) {
     const int64_t video = row / num_segments;
-    out[(video * channels + channel) * num_segments + row % num_segments] = sum[0] * scale;
+    out[split * split_stride + (video * channels + channel) * num_segments + row % num_segments] = sum[0] * scale;
   }
 }
 
@@ -61,12 +67,18 @@ at::Tensor pool(const at::Tensor& x, int64_t num_segments, int64_t channels) {
   const int tiles = static_cast<int>((channels + shape.tile - 1) / shape.tile);
   const int64_t blocks = rows * tiles;
   if (blocks == 0) return out;
+  const int64_t splits = split_count(blocks, spatial, shape.lanes);
+  const int64_t split_length = (spatial + splits - 1) / splits;
+  auto partial = splits == 1 ? out : at::empty({splits, out.size(0), channels, num_segments}, out.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_pool", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    pool_kernel<scalar_t, acc_t><<<static_cast<unsigned>(blocks), kThreads, kThreads * sizeof(acc_t), at::cuda::getCurrentCUDAStream()>>>(
-        x.const_data_ptr<scalar_t>(), xs, out.mutable_data_ptr<acc_t>(), num_segments, channels, spatial, shape.tile,
-        tiles, acc_t(1) / static_cast<acc_t>(spatial));
+    const acc_t mean_scale = acc_t(1) / static_cast<acc_t>(spatial);
+    const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(splits));
+    pool_kernel<scalar_t, acc_t><<<grid, kThreads, kThreads * sizeof(acc_t), at::cuda::getCurrentCUDAStream()>>>(
+        x.const_data_ptr<scalar_t>(), xs, partial.mutable_data_ptr<acc_t>(), num_segments, channels, spatial,
+        split_length, out.numel(), shape.tile, tiles, splits == 1 ? mean_scale : acc_t(1));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (splits > 1) sum_splits(partial, out, splits, mean_scale);
   });
   return out;
 }

@@ -8,12 +8,12 @@ decline (return None) and the op composes pool, generator and aggregation, whose
 and position; DSA_OPS_EVAL_ONE_LAUNCH=always / never overrides that choice, as for the CUDA backend."""
 import os
 
-import torch
 import triton
 import triton.language as tl
 
 from .generator import _blocks, _hidden, _load_matrix, _load_vector, _rows_forward
-from .kernels import _acc, _aggregate_inplace_block, _aggregate_tile, _channel_means, _inplace_positions, _tile
+from .kernels import (_acc, _aggregate_inplace_block, _aggregate_tile, _channel_means, _inplace_positions,
+                      _multiprocessors, _tile)
 from .._layout import empty_output, plane_strides, spatial_size
 
 
@@ -111,7 +111,7 @@ def _one_launch(x, programs):
         return mode == "always"
     if not x.is_cuda:
         return True
-    return programs >= ONE_LAUNCH_PROGRAMS_PER_SM * torch.cuda.get_device_properties(x.device).multi_processor_count
+    return programs >= ONE_LAUNCH_PROGRAMS_PER_SM * _multiprocessors(x.device)
 
 
 def _eval_buffers(running_mean, videos, channels, num_segments, hidden, taps):

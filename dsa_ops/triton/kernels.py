@@ -34,29 +34,46 @@ def _segment_in_range(like, v, num_segments):
 
 
 @triton.jit
-def _channel_means(x_ptr, row, c, c_mask, x_row, x_ch, x_sp, spatial, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
-                   BLOCK_S: tl.constexpr):
-    """(BLOCK_C,) means over S of channels c of one row (zero where c_mask is off)."""
+def _channel_sums(x_ptr, row, c, c_mask, x_row, x_ch, x_sp, s_begin, s_end, length, ACC: tl.constexpr,
+                  BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """(BLOCK_C,) sums over s in [s_begin, s_end) (at most `length` positions) of channels c of one row
+    (zero where c_mask is off)."""
     base = x_ptr + row * x_row + c[:, None] * x_ch
     total = tl.zeros((BLOCK_C,), dtype=ACC)
-    for s0 in range(0, spatial, BLOCK_S):
-        s = (s0 + tl.arange(0, BLOCK_S)).to(tl.int64)
-        mask = c_mask[:, None] & (s < spatial)[None, :]
+    for s0 in range(0, length, BLOCK_S):
+        s = s_begin + s0 + tl.arange(0, BLOCK_S).to(tl.int64)
+        mask = c_mask[:, None] & (s < s_end)[None, :]
         values = tl.load(base + s[None, :] * x_sp, mask=mask).to(ACC)
         total += tl.sum(tl.where(mask, values, 0.0), axis=1)
-    return total / spatial
+    return total
 
 
 @triton.jit
-def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments,
+def _channel_means(x_ptr, row, c, c_mask, x_row, x_ch, x_sp, spatial, ACC: tl.constexpr, BLOCK_C: tl.constexpr,
+                   BLOCK_S: tl.constexpr):
+    """(BLOCK_C,) means over S of channels c of one row (zero where c_mask is off)."""
+    return _channel_sums(x_ptr, row, c, c_mask, x_row, x_ch, x_sp, 0, spatial, spatial, ACC, BLOCK_C,
+                         BLOCK_S) / spatial
+
+
+@triton.jit
+def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments, split_length,
                  ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    # Memory plan: reads the C' channels of one row once, writes C' means. Grid: (rows, C' tiles).
+    # Memory plan: reads the C' channels of one row's split of S once, writes their sums divided by S
+    # into (splits, N, C', U), which the caller adds in split order (splits as _splits chooses; one
+    # where the (rows, C' tiles) grid fills the device). Grid: (rows, C' tiles, splits of S).
     row = tl.program_id(0).to(tl.int64)
     c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
+    split = tl.program_id(2).to(tl.int64)
     c_mask = c < channels
-    means = _channel_means(x_ptr, row, c, c_mask, x_row, x_ch, x_sp, spatial, ACC, BLOCK_C, BLOCK_S)
+    s_begin = split * split_length
+    s_end = tl.minimum(s_begin + split_length, spatial)
+    sums = _channel_sums(x_ptr, row, c, c_mask, x_row, x_ch, x_sp, s_begin, s_end, split_length, ACC, BLOCK_C,
+                         BLOCK_S)
     video = row // num_segments
-    tl.store(out_ptr + (video * channels + c) * num_segments + row % num_segments, means, mask=c_mask)
+    videos = tl.num_programs(0) // num_segments
+    out = out_ptr + ((split * videos + video) * channels + c) * num_segments + row % num_segments
+    tl.store(out, sums / spatial, mask=c_mask)
 
 
 @triton.jit
@@ -198,15 +215,17 @@ def _grad_weight_kernel(dy_ptr, x_ptr, out_ptr, g_row, g_ch, g_sp, x_row, x_ch, 
 
 def pool(x, num_segments, channels):
     rows = x.shape[0]
-    out = torch.empty((rows // num_segments, channels, num_segments), dtype=accumulate_dtype(x.dtype), device=x.device)
     strides = plane_strides(x)
     block_c, block_s = _tile(strides)
     spatial = spatial_size(x)
-    if out.numel():
-        _pool_kernel[(rows, triton.cdiv(channels, block_c))](
-            x, out, *strides, channels, spatial, num_segments, ACC=_acc(x.dtype), BLOCK_C=block_c,
-            BLOCK_S=block_s)
-    return out
+    tiles = triton.cdiv(channels, block_c)
+    splits, split_length = _splits(rows * tiles, spatial, block_s, x.device)
+    partial = torch.empty((splits, rows // num_segments, channels, num_segments), dtype=accumulate_dtype(x.dtype),
+                          device=x.device)
+    if partial.numel():
+        _pool_kernel[(rows, tiles, splits)](x, partial, *strides, channels, spatial, num_segments, split_length,
+                                            ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s)
+    return partial.sum(0) if splits > 1 else partial[0]
 
 
 def pool_backward(grad_pooled, x, num_segments):
@@ -272,12 +291,17 @@ def aggregate_inplace(x, weight, num_segments, identity):
                                         BLOCK_C=block_c, BLOCK_S=block_s)
 
 
-def _split_count(programs, spatial, block_s, device):
-    """Splits of S that give about four programs per multiprocessor (four splits on the CPU, where the
-    interpreter runs, so tests cover the split path), each at least one tile long. A function of the
-    shape and the device only: results are bitwise reproducible."""
+def _splits(programs, spatial, block_s, device):
+    """(splits, split_length) of S for a reduction over `programs` programs: about four programs per
+    multiprocessor (four splits on the CPU, where the interpreter runs, so tests cover the split path),
+    each split a whole number of tiles long. A function of the shape and the device only: results are
+    bitwise reproducible."""
+    if programs == 0:
+        return 1, max(1, spatial)
     target = 4 * _multiprocessors(device) if device.type == "cuda" else 4 * programs
-    return max(1, min(triton.cdiv(target, programs), triton.cdiv(spatial, block_s)))
+    splits = max(1, min(triton.cdiv(target, programs), triton.cdiv(spatial, block_s)))
+    split_length = max(1, triton.cdiv(triton.cdiv(spatial, splits), block_s)) * block_s
+    return max(1, triton.cdiv(spatial, split_length)), split_length
 
 
 @functools.cache
@@ -291,9 +315,7 @@ def grad_weight(grad_y, x, num_segments, channels, kernel_size):
     x_strides = plane_strides(x)
     block_c, block_s = _tile(x_strides)
     tiles = triton.cdiv(channels, block_c)
-    splits = _split_count(videos * tiles, spatial, block_s, x.device) if videos * tiles else 1
-    split_length = max(1, triton.cdiv(triton.cdiv(spatial, splits), block_s)) * block_s
-    splits = max(1, triton.cdiv(spatial, split_length))
+    splits, split_length = _splits(videos * tiles, spatial, block_s, x.device)
     partial = torch.empty((splits, videos, channels, kernel_size), dtype=accumulate_dtype(x.dtype), device=x.device)
     if partial.numel():
         _grad_weight_kernel[(videos, tiles, splits)](
