@@ -1,5 +1,7 @@
-"""python -m dsa_ops.info: versions, which backends are built and usable, and the GPU."""
+"""python -m dsa_ops.info: versions, which backends are built and usable, the GPU, and the environment
+variables that change what the package runs."""
 import importlib.util
+import os
 import platform
 import sys
 
@@ -7,6 +9,12 @@ import torch
 
 from . import __version__
 from .ops import EXTENSION_ERROR, backend_status
+
+# The environment variables that change what runs, with what they mean when unset.
+SETTINGS = {
+    "DSA_OPS_BACKEND": "auto: the compiled kernel for the device, else the next usable backend",
+    "DSA_OPS_EVAL_ONE_LAUNCH": "auto: the one-launch eval forward where its grid fills the GPU",
+}
 
 
 def _triton_version():
@@ -37,6 +45,10 @@ def report():
     lines.append("backends:")
     for name, problem in backend_status().items():
         lines.append(f"  {name:<10} {'available' if problem is None else 'unavailable: ' + problem}")
+    lines.append("settings:")
+    for name, default in SETTINGS.items():
+        value = os.environ.get(name)
+        lines.append(f"  {name}={value}" if value else f"  {name} unset ({default})")
     return "\n".join(lines)
 
 
