@@ -4,8 +4,8 @@
 # memcheck + racecheck on a small case, the benchmark's paper preset on CUDA (backends and eager, in the
 # modes fwd, full, inference and inplace; then torch.compile of the reference, time-boxed since every
 # shape compiles afresh). Every step has its own time limit; the whole check took about 6 minutes on an
-# H100. Writes under $OUT its logs (one per step, one per fuzzed backend), bench.csv/md and
-# compile/bench.csv/md, and prints a summary last.
+# H100. Writes under $OUT its logs (one per step, one per fuzzed backend), bench.csv/md, kernels.csv
+# (where each provider's GPU time goes, per kernel) and compile/bench.csv/md, and prints a summary last.
 #   OUT=/tmp/out scripts/gpu_check.sh          (PYTHON=python3 by default)
 set -uo pipefail
 cd "$(dirname "$0")/.."

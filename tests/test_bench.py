@@ -7,7 +7,8 @@ import pytest
 import torch
 
 import dsa_ops
-from dsa_ops.bench import cli, report
+from dsa_ops.bench import cli, report, timing
+from dsa_ops.bench.cases import Case
 
 PROVIDERS = ["reference", "cpu"]
 
@@ -89,3 +90,24 @@ def test_model_benchmark_runs_every_variant(capsys):
     assert [(r[0], r[2]) for r in rows] == [(a, v) for a in ("i3d", "tsm") for v in bench_model.VARIANTS]
     assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
     assert all(r[5].endswith("%") for r in rows if r[2] != "none")
+
+
+def test_kernel_breakdown_per_call_backward_alone_and_rows():
+    """The GPU's per-kernel view, from profiler events (name, seconds) of two calls: names shortened,
+    per call, the forward's kernels taken off a backward-only timing, kernels.csv rows longest first."""
+    pool = "void dsa_ops::cuda::(anonymous namespace)::pool_kernel<float, float>(float const*, long)"
+    step = [(pool, 2e-6), ("_aggregate_kernel", 5e-6), ("_aggregate_kernel", 7e-6), ("Memcpy DtoD", 1e-6)]
+    whole = timing.per_step(step * 2, calls=2)
+    assert whole == {"dsa_ops::cuda::pool_kernel<float, float>": (1, pytest.approx(2e-6)),
+                     "_aggregate_kernel": (2, pytest.approx(12e-6)), "Memcpy DtoD": (1, pytest.approx(1e-6))}
+    forward = timing.per_step([(pool, 2e-6), ("_aggregate_kernel", 5e-6)], calls=1)
+    backward = timing.without(whole, forward)
+    assert set(backward) == {"_aggregate_kernel", "Memcpy DtoD"} and backward["_aggregate_kernel"][0] == 1
+    assert timing.work_totals(backward) == (pytest.approx(8e-6), 2)
+    assert timing.short_name("void " + "k<" + "a" * 90 + ">(int)") == "k<...>"
+    rows = report.kernel_records(Case("quick", 2, 4, 32, (2, 7, 7), 0.25), "float32",
+                                 {("full", "triton"): whole, ("-", "clone"): None})
+    assert [r["kernel"] for r in rows] == ["_aggregate_kernel", "dsa_ops::cuda::pool_kernel<float, float>",
+                                          "Memcpy DtoD"]
+    assert rows[0]["launches"] == "2" and rows[0]["gpu_us"] == "12.0" and rows[0]["share"] == "0.80"
+    assert all(list(r) == list(report.KERNEL_COLUMNS) for r in rows)

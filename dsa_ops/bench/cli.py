@@ -24,7 +24,7 @@ from . import cases as case_sets
 from . import report
 from .providers import BACKENDS, INPLACE_PROVIDERS, MODES, PROVIDERS, build_module, check_agrees, floor_bytes, \
     input_copies, make_step, random_state
-from .timing import device_work, measure, peak_memory
+from .timing import device_work, measure, peak_memory, without, work_totals
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
 
@@ -36,24 +36,26 @@ def default_providers(device):
 
 
 def timed(setup, step, device, min_run_time):
-    """(median, p20, p80, peak bytes, GPU seconds, launches) of one step."""
+    """((median, p20, p80, peak bytes, GPU seconds, launches), per-kernel breakdown) of one step; the GPU
+    columns and the breakdown (timing.device_work) are None on the CPU."""
     median, p20, p80 = measure(step, device, setup, min_run_time)
     peak = peak_memory(step, device, setup)
-    gpu = launches = None
-    if device.type == "cuda":
-        def whole():
-            if setup is not None:
-                setup()
-            step()
-        gpu, launches = device_work(whole)
-        if setup is not None:  # the backward alone: the forward's share taken off
-            setup_gpu, setup_launches = device_work(setup)
-            gpu, launches = gpu - setup_gpu, launches - setup_launches
-    return median, p20, p80, peak, gpu, launches
+    if device.type != "cuda":
+        return (median, p20, p80, peak, None, None), None
+
+    def whole():
+        if setup is not None:
+            setup()
+        step()
+    kernels = device_work(whole)
+    if setup is not None:  # the backward alone: the forward's share taken off
+        kernels = without(kernels, device_work(setup))
+    return (median, p20, p80, peak, *work_totals(kernels)), kernels
 
 
 def run_case(case, dtype, providers, modes, device, min_run_time, progress):
-    """Rows (mode, provider, median, p20, p80, peak, gpu, launches, compile seconds) for one shape."""
+    """Rows (mode, provider, median, p20, p80, peak, gpu, launches, compile seconds) for one shape, and on
+    a GPU {(mode, provider): per-kernel breakdown}."""
     state = random_state(case)
     generator = torch.Generator().manual_seed(2)
     copies = input_copies(case, dtype, device)
@@ -61,7 +63,8 @@ def run_case(case, dtype, providers, modes, device, min_run_time, progress):
     grads = [torch.randn(case.shape(), generator=generator).to(device=device, dtype=dtype) for _ in range(copies)]
     turn = itertools.count()
     progress(f"{case.label()} clone")
-    rows = [("-", "clone", *timed(None, lambda: xs[next(turn) % copies].clone(), device, min_run_time), None)]
+    columns, kernels = timed(None, lambda: xs[next(turn) % copies].clone(), device, min_run_time)
+    rows, breakdowns = [("-", "clone", *columns, None)], {("-", "clone"): kernels}
     for mode in modes:
         for provider in providers:
             if provider == "clone" or (mode == "inplace" and provider not in INPLACE_PROVIDERS):
@@ -73,8 +76,9 @@ def run_case(case, dtype, providers, modes, device, min_run_time, progress):
                 check_agrees(module, provider, case, state, mode, device, dtype)
             compile_seconds = time.perf_counter() - start if provider == "compile" else None
             setup, step = make_step(module, mode, xs, grads)
-            rows.append((mode, provider, *timed(setup, step, device, min_run_time), compile_seconds))
-    return rows
+            columns, breakdowns[(mode, provider)] = timed(setup, step, device, min_run_time)
+            rows.append((mode, provider, *columns, compile_seconds))
+    return rows, breakdowns
 
 
 def parse_args(argv):
@@ -119,27 +123,30 @@ def main(argv=None):
     print("x_clone: time / x.clone() on the same tensor; vs_eager, vs_compile: speedups; gb_s: the mode's floor "
           "traffic / time; peak_mb: memory one call needs; gpu_x_clone, launches: the device's own work per call")
     total = len(args.dtypes) * len(args.cases)
-    rows = []
+    rows, kernel_rows = [], []
     for index, (dtype_name, case) in enumerate((d, c) for d in args.dtypes for c in args.cases):
         def progress(what, index=index):
             print(f"\r[{index + 1}/{total}] {dtype_name} {what}".ljust(78), end="", file=sys.stderr, flush=True)
 
         dtype = getattr(torch, dtype_name)
         nbytes = math.prod(case.shape()) * torch.finfo(dtype).bits // 8
-        found = run_case(case, dtype, args.providers, args.modes, args.device, args.min_time, progress)
+        found, breakdowns = run_case(case, dtype, args.providers, args.modes, args.device, args.min_time, progress)
         rows += report.records(case, dtype_name, found, env, lambda mode: floor_bytes(mode, case, nbytes))
+        kernel_rows += report.kernel_records(case, dtype_name, breakdowns)
         if args.out:  # after every shape, so an interrupted run keeps what it measured
             os.makedirs(args.out, exist_ok=True)
             report.write_csv(rows, os.path.join(args.out, "bench.csv"))
             report.write_markdown(rows, os.path.join(args.out, "bench.md"), header)
+            if kernel_rows:
+                report.write_csv(kernel_rows, os.path.join(args.out, "kernels.csv"), report.KERNEL_COLUMNS)
     print(file=sys.stderr)
     print(report.format_table(rows))
     if args.out:
+        written = "bench.csv, bench.md" + (", kernels.csv" if kernel_rows else "")
         if report.write_plot(rows, os.path.join(args.out, "bench.png"), f"{env['device']}, torch {env['torch']}"):
-            print(f"wrote {args.out}/bench.csv, bench.md, bench.png")
+            print(f"wrote {args.out}/{written}, bench.png")
         else:
-            print(f"wrote {args.out}/bench.csv, bench.md; no plot: matplotlib is not installed "
-                  "(pip install matplotlib)")
+            print(f"wrote {args.out}/{written}; no plot: matplotlib is not installed (pip install matplotlib)")
 
 
 if __name__ == "__main__":

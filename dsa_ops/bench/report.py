@@ -12,6 +12,8 @@ from .. import __version__
 COLUMNS = ("case", "split", "kernel_size", "shape", "dtype", "mode", "provider", "median_ms", "p20_ms", "p80_ms",
            "x_clone", "vs_eager", "vs_compile", "gb_s", "peak_mb", "gpu_ms", "gpu_x_clone", "launches", "compile_s",
            "device", "torch", "cuda", "triton", "dsa_ops", "commit", "timestamp")
+# kernels.csv (GPU runs): per timed row, each kernel or copy launched, per call of the step.
+KERNEL_COLUMNS = ("case", "split", "dtype", "mode", "provider", "kernel", "launches", "gpu_us", "share")
 TABLE_COLUMNS = ("case", "split", "dtype", "mode", "provider", "median_ms", "x_clone", "vs_eager", "vs_compile",
                  "gb_s", "peak_mb", "gpu_x_clone", "launches")
 
@@ -65,6 +67,21 @@ def records(case, dtype_name, rows, env, floor_bytes):
     return out
 
 
+def kernel_records(case, dtype_name, breakdowns):
+    """kernels.csv rows of one shape from {(mode, provider): {kernel: (launches, seconds)}} (None on the
+    CPU), the longest first: where a provider's GPU time goes."""
+    out = []
+    for (mode, provider), kernels in breakdowns.items():
+        if kernels is None:
+            continue
+        total = sum(seconds for _, seconds in kernels.values())
+        for name, (launches, seconds) in sorted(kernels.items(), key=lambda item: -item[1][1]):
+            out.append({"case": case.name, "split": f"{case.split:.3g}", "dtype": dtype_name, "mode": mode,
+                        "provider": provider, "kernel": name, "launches": f"{launches:g}",
+                        "gpu_us": f"{seconds * 1e6:.1f}", "share": f"{seconds / total:.2f}" if total else ""})
+    return out
+
+
 def format_table(rows, columns=TABLE_COLUMNS):
     widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in columns}
     lines = ["  ".join(c.ljust(widths[c]) for c in columns)]
@@ -72,9 +89,9 @@ def format_table(rows, columns=TABLE_COLUMNS):
     return "\n".join(lines)
 
 
-def write_csv(rows, path):
+def write_csv(rows, path, columns=COLUMNS):
     with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
 

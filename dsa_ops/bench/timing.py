@@ -1,5 +1,5 @@
 """Clocks. On a GPU: CUDA events around each call (median and 20th/80th percentiles after warm-up),
-the profiler's device time and launch count of one call, and the peak memory a call allocates. On the
+the profiler's device time and launches of one call per kernel, and the peak memory a call allocates. On the
 CPU: torch.utils.benchmark, and the growth of the process's peak resident memory."""
 import resource
 import statistics
@@ -47,8 +47,8 @@ def _quantile(sorted_times, q):
 
 
 def device_work(step, calls=5):
-    """(GPU seconds, kernels and copies launched) per step(), from torch.profiler: the summed durations
-    of the device's events, without the host time between them."""
+    """Per step(), from torch.profiler: {kernel or copy name: (launches, GPU seconds)}, the device's own
+    work without the host time between launches (see work_totals)."""
     step()
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as profile:
@@ -56,7 +56,35 @@ def device_work(step, calls=5):
             step()
         torch.cuda.synchronize()
     events = [e for e in profile.events() if e.device_type == torch.autograd.DeviceType.CUDA]
-    return sum(e.time_range.elapsed_us() for e in events) / 1e6 / calls, len(events) / calls
+    return per_step(((e.name, e.time_range.elapsed_us() / 1e6) for e in events), calls)
+
+
+def per_step(events, calls):
+    """{short name: (launches, seconds)} per call from (name, seconds) events of `calls` calls."""
+    kernels = {}
+    for name, seconds in events:
+        count, total = kernels.get(short_name(name), (0, 0.0))
+        kernels[short_name(name)] = (count + 1, total + seconds)
+    return {name: (count / calls, total / calls) for name, (count, total) in kernels.items()}
+
+
+def without(kernels, taken):
+    """kernels less the launches and time of `taken` (the forward under a backward-only timing)."""
+    left = {name: (count - taken.get(name, (0, 0.0))[0], seconds - taken.get(name, (0, 0.0))[1])
+            for name, (count, seconds) in kernels.items()}
+    return {name: work for name, work in left.items() if work[0] > 0}
+
+
+def work_totals(kernels):
+    """(GPU seconds, launches) of a per_step breakdown."""
+    return sum(s for _, s in kernels.values()), sum(c for c, _ in kernels.values())
+
+
+def short_name(name):
+    """A kernel's name without return type, anonymous namespaces and parameter list; long template
+    arguments cut."""
+    name = name.removeprefix("void ").replace("(anonymous namespace)::", "").split("(")[0]
+    return name if len(name) <= 80 else name.split("<")[0] + "<...>"
 
 
 def peak_memory(step, device, setup=None):
