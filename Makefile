@@ -28,7 +28,7 @@ bench: install
 	$(PY) -m benchmarks.bench_dsa --out bench_results
 
 gpu-deps: $(VENV)/.deps  # pure-Python test deps for a GPU machine without network (scripts/gpu_check.sh)
-	$(PY) -m pip install --quiet --target gpu_deps pytest hypothesis
+	$(PY) -m pip install --quiet --target gpu_deps pytest hypothesis pytest-xdist
 
 clean:
 	rm -rf build *.egg-info dsa_ops/_C*.so

@@ -18,12 +18,12 @@ export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 # CC also becomes nvcc's host compiler. CC/CXX given by the caller win.
 if [ -z "${CXX:-}" ] && [ -x /usr/bin/g++ ] && [ -x /usr/bin/gcc ]; then export CC=/usr/bin/gcc CXX=/usr/bin/g++; fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# A machine without pytest or hypothesis (and no network) gets them from gpu_deps/, made by
+# A machine without pytest, hypothesis or pytest-xdist (and no network) gets them from gpu_deps/, made by
 # `make gpu-deps` on a machine with network and carried along; only the test steps see it.
 TEST_PYTHONPATH="$PYTHONPATH"
-if ! $PY -c "import pytest, hypothesis" 2>/dev/null; then
+if ! $PY -c "import pytest, hypothesis, xdist" 2>/dev/null; then
   TEST_PYTHONPATH="$PYTHONPATH:$PWD/gpu_deps"
-  [ -d gpu_deps ] || echo "pytest/hypothesis not importable and gpu_deps/ is missing: run 'make gpu-deps', carry gpu_deps/"
+  [ -d gpu_deps ] || echo "pytest/hypothesis/xdist not importable and gpu_deps/ is missing: run 'make gpu-deps', carry gpu_deps/"
 fi
 declare -A result seconds
 
