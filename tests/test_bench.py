@@ -20,7 +20,9 @@ def run(tmp_path, *extra):
         return list(csv.DictReader(f))
 
 
-def test_csv_schema_ratios_and_files(tmp_path):
+def test_csv_schema_ratios_and_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", "never")
+    monkeypatch.delenv("DSA_OPS_BACKEND", raising=False)
     rows = run(tmp_path)
     assert list(rows[0]) == list(report.COLUMNS)
     assert [(r["mode"], r["provider"]) for r in rows] == [("-", "clone")] + [
@@ -30,8 +32,10 @@ def test_csv_schema_ratios_and_files(tmp_path):
         assert float(row["median_ms"]) > 0 and row["dtype"] == "float32" and row["shape"] == "8x32x2x7x7"
         assert float(row["x_clone"]) == pytest.approx(float(row["median_ms"]) / clone, rel=0.01, abs=0.01)
         assert row["torch"] == torch.__version__ and row["dsa_ops"] == dsa_ops.__version__ and row["timestamp"]
+        assert row["settings"] == "DSA_OPS_EVAL_ONE_LAUNCH=never"
     assert all(r["vs_eager"] == "1.00x" for r in rows if r["provider"] == "reference")
-    assert (tmp_path / "bench.md").read_text().count("\n| quick") == len(rows)
+    markdown = (tmp_path / "bench.md").read_text()
+    assert markdown.count("\n| quick") == len(rows) and "; DSA_OPS_EVAL_ONE_LAUNCH=never\n" in markdown
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     assert (tmp_path / "bench.png").exists() == has_matplotlib
 

@@ -118,7 +118,7 @@ def main(argv=None):
     args = parse_args(argv)
     env = report.environment(args.device)
     header = (f"dsa_ops {env['dsa_ops']} ({env['commit'] or 'no git'}), torch {env['torch']}, {env['device']}; "
-              f"providers: {', '.join(args.providers)}")
+              f"providers: {', '.join(args.providers)}" + (f"; {env['settings']}" if env["settings"] else ""))
     print(header)
     print("x_clone: time / x.clone() on the same tensor; vs_eager, vs_compile: speedups; gb_s: the mode's floor "
           "traffic / time; peak_mb: memory one call needs; gpu_x_clone, launches: the device's own work per call")

@@ -8,10 +8,11 @@ import subprocess
 import torch
 
 from .. import __version__
+from ..info import SETTINGS
 
 COLUMNS = ("case", "split", "kernel_size", "shape", "dtype", "mode", "provider", "median_ms", "p20_ms", "p80_ms",
            "x_clone", "vs_eager", "vs_compile", "gb_s", "peak_mb", "gpu_ms", "gpu_x_clone", "launches", "compile_s",
-           "device", "torch", "cuda", "triton", "dsa_ops", "commit", "timestamp")
+           "device", "torch", "cuda", "triton", "dsa_ops", "commit", "settings", "timestamp")
 # kernels.csv (GPU runs): per timed row, each kernel or copy launched, per call of the step.
 KERNEL_COLUMNS = ("case", "split", "dtype", "mode", "provider", "kernel", "launches", "gpu_us", "share")
 TABLE_COLUMNS = ("case", "split", "dtype", "mode", "provider", "median_ms", "x_clone", "vs_eager", "vs_compile",
@@ -19,7 +20,8 @@ TABLE_COLUMNS = ("case", "split", "dtype", "mode", "provider", "median_ms", "x_c
 
 
 def environment(device):
-    """The columns every row of a run shares: device, versions, git commit, time."""
+    """The columns every row of a run shares: device, versions, git commit, the package's environment
+    variables that are set (info.SETTINGS; empty: all defaults), time."""
     try:
         import triton
         triton_version = triton.__version__
@@ -33,6 +35,7 @@ def environment(device):
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     return {"device": name, "torch": torch.__version__, "cuda": torch.version.cuda or "", "triton": triton_version,
             "dsa_ops": __version__, "commit": commit,
+            "settings": " ".join(f"{name}={os.environ[name]}" for name in SETTINGS if os.environ.get(name)),
             "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
