@@ -117,14 +117,14 @@ def _aggregate_tile(x_ptr, y_ptr, w_ptr, pooled_ptr, video, c, s, x_row, x_ch, x
             w = tl.load(w_ptr + pair * kernel_size + k, mask=tap_c).to(ACC)
             values = tl.load(x_ptr + (first + v) * x_row + x_pos, mask=tap).to(ACC)
             acc += tl.where(tap, w[:, None] * values, 0.0)
-        own = tl.where(mask, tl.load(x_ptr + (first + u) * x_row + x_pos, mask=mask).to(ACC), 0.0)
+        own = tl.load(x_ptr + (first + u) * x_row + x_pos, mask=mask)
         if IDENTITY:
-            acc += own
+            acc += tl.where(mask, own.to(ACC), 0.0)
         if HAS_POOLED:
             grad = tl.load(pooled_ptr + pair * num_segments + u, mask=c_mask, other=0.0).to(ACC)
             acc += (grad / spatial)[:, None]
-        acc = tl.where(passthrough[:, None], own, acc)
-        tl.store(y_ptr + (first + u) * y_row + y_pos, acc.to(y_ptr.dtype.element_ty), mask=mask)
+        out = tl.where(passthrough[:, None], own, acc.to(y_ptr.dtype.element_ty))  # passthrough: x's bits
+        tl.store(y_ptr + (first + u) * y_row + y_pos, out, mask=mask)
 
 
 @triton.jit
