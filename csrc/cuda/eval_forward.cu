@@ -1,4 +1,5 @@
-// The module's eval forward on CUDA in one launch, out of place or in place. With BatchNorm on its
+// The module's eval forward on CUDA in one launch, out of place or in place, where the shape suits it
+// (eval_launch; elsewhere the op composes pool, generator and aggregation). With BatchNorm on its
 // running statistics a (video, channel) row's kernel depends on that row alone, so a block owns (video,
 // tile of channels) and does pooling, generator and aggregation for it with nothing to wait for outside
 // the block.
