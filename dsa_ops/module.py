@@ -124,7 +124,9 @@ def _update_running_stats(bn, mean, var, rows):
     running variance, num_batches_tracked; three launches on a GPU (one lerp for both statistics)."""
     bn.num_batches_tracked.add_(1)
     running = [bn.running_mean, bn.running_var]
-    batch = [mean.to(bn.running_mean.dtype), (var * (rows / (rows - 1))).to(bn.running_var.dtype)]
+    batch = [mean, var * (rows / (rows - 1))]
+    # cast to the buffers' dtype only where it differs: a no-op .to still costs ~2 us of host time
+    batch = [b if b.dtype == r.dtype else b.to(r.dtype) for b, r in zip(batch, running)]
     if bn.momentum is None:  # the cumulative average; a tensor factor, read on the device (no host sync)
         factor = bn.num_batches_tracked.to(bn.running_mean.dtype).reciprocal()
         torch._foreach_lerp_(running, batch, [factor, factor])

@@ -100,3 +100,20 @@ def test_linears_in_bfloat16_with_a_float32_batchnorm(rng, backend, training):
         assert_close(g, g_ref, torch.bfloat16, scale=2.0)
     for buffer, buffer_ref in zip(module.generate[1].buffers(), reference.generate[1].buffers()):
         assert_close(buffer, buffer_ref, torch.bfloat16)
+
+
+@pytest.mark.parametrize("backend", KERNEL_BACKENDS)
+def test_a_bfloat16_module_keeps_bfloat16_running_stats(rng, backend):
+    """DSAConv cast to bfloat16 whole: the batch statistics (float32 out of the op) are cast to the
+    buffers' dtype, and the updated running statistics match the float64 reference's."""
+    device = device_for(backend)
+    module = randomize_generator(dsa_ops.DSAConv(16, split_ratio=0.5, backend=backend), rng).to(device,
+                                                                                                torch.bfloat16)
+    reference = dsa_ops.DSAReference(16, split_ratio=0.5).double()
+    reference.load_state_dict(module.state_dict())
+    x = make_input((8, 16, 2, 5, 5), torch.bfloat16, generator=rng, device=device)
+    assert_close(module(x), reference(x.double().cpu()))
+    bn = module.generate[1]
+    assert bn.running_mean.dtype == bn.running_var.dtype == torch.bfloat16
+    for name, buffer_ref in reference.generate[1].named_buffers():
+        assert_close(bn.get_buffer(name), buffer_ref, torch.bfloat16)
