@@ -121,6 +121,7 @@ struct EvalStatistics {
 // place): blocks, their dynamic shared memory (the lanes' sums, invstd, the tile's pooled rows and
 // kernels, the threads' staged columns) and the reduction shape.
 struct EvalLaunch {
+  int64_t covered;
   int64_t blocks;
   int64_t tiles;
   size_t shared_bytes;
@@ -145,16 +146,17 @@ std::optional<EvalLaunch> eval_launch(const at::Tensor& x, const GeneratorParams
       blocks < kOneLaunchBlocksPerSM * at::cuda::getCurrentDeviceProperties()->multiProcessorCount) {
     return std::nullopt;
   }
-  return EvalLaunch{blocks, tiles, shared, shape};
+  return EvalLaunch{covered, blocks, tiles, shared, shape};
 }
 
 // Launches eval_forward_kernel on x (readable) into y (x itself in place, over the C' channels only).
 EvalStatistics launch_eval_forward(const EvalLaunch& launch, const at::Tensor& x, const at::Tensor& y,
                                    const GeneratorParams& params, const at::Tensor& running_mean,
                                    const at::Tensor& running_var, int64_t num_segments, int64_t channels,
-                                   int64_t covered, double eps, bool identity) {
+                                   double eps, bool identity) {
   const int64_t videos = x.size(0) / num_segments;
   const int64_t units = params.first_weight.size(0);
+  const int64_t spatial = spatial_size(x);
   auto pooled = at::empty({videos, channels, num_segments}, running_mean.options());
   if (videos == 0) return {pooled, running_mean.clone(), running_var.clone()};  // nothing to pool
   auto mean = at::empty({units}, running_mean.options());
@@ -167,9 +169,8 @@ EvalStatistics launch_eval_forward(const EvalLaunch& launch, const at::Tensor& x
             x.const_data_ptr<scalar_t>(), plane_strides(x), y.mutable_data_ptr<scalar_t>(), plane_strides(y),
             pooled.mutable_data_ptr<acc_t>(), generator_view<acc_t>(params, running_mean, running_mean),
             running_var.const_data_ptr<acc_t>(), static_cast<acc_t>(eps), mean.mutable_data_ptr<acc_t>(),
-            var.mutable_data_ptr<acc_t>(), channels, covered, spatial_size(x),
-            acc_t(1) / static_cast<acc_t>(spatial_size(x)), launch.shape.tile, static_cast<int>(launch.tiles),
-            identity);
+            var.mutable_data_ptr<acc_t>(), channels, launch.covered, spatial, acc_t(1) / static_cast<acc_t>(spatial),
+            launch.shape.tile, static_cast<int>(launch.tiles), identity);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return {pooled, mean, var};
@@ -183,8 +184,8 @@ std::optional<EvalForward> eval_forward(const at::Tensor& x, const GeneratorPara
   const auto launch = eval_launch(x, params, num_segments, x.size(1));
   if (!launch) return std::nullopt;
   auto y = empty_output(x, x.scalar_type());
-  auto out = launch_eval_forward(*launch, x, y, params, running_mean, running_var, num_segments, channels, x.size(1),
-                                 eps, identity);
+  auto out = launch_eval_forward(*launch, x, y, params, running_mean, running_var, num_segments, channels, eps,
+                                 identity);
   return EvalForward{y, out.pooled, out.mean, out.var};
 }
 
@@ -193,8 +194,8 @@ std::optional<std::tuple<at::Tensor, at::Tensor>> eval_forward_inplace(
     const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps, bool identity) {
   const auto launch = eval_launch(x, params, num_segments, channels);
   if (!launch) return std::nullopt;
-  auto out = launch_eval_forward(*launch, x, x, params, running_mean, running_var, num_segments, channels, channels,
-                                 eps, identity);
+  auto out = launch_eval_forward(*launch, x, x, params, running_mean, running_var, num_segments, channels, eps,
+                                 identity);
   return std::make_tuple(out.mean, out.var);
 }
 

@@ -63,8 +63,9 @@ def per_step(events, calls):
     """{short name: (launches, seconds)} per call from (name, seconds) events of `calls` calls."""
     kernels = {}
     for name, seconds in events:
-        count, total = kernels.get(short_name(name), (0, 0.0))
-        kernels[short_name(name)] = (count + 1, total + seconds)
+        key = short_name(name)
+        count, total = kernels.get(key, (0, 0.0))
+        kernels[key] = (count + 1, total + seconds)
     return {name: (count / calls, total / calls) for name, (count, total) in kernels.items()}
 
 

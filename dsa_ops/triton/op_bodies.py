@@ -38,15 +38,19 @@ def _params(x, first_weight, bn_weight, bn_bias, second_weight):
     return tuple(_acc(p, x) for p in (first_weight, bn_weight, bn_bias, second_weight))
 
 
-def _generate_kernels(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
-                      channels, training, eps):
-    """pool -> generator on x (readable): (pooled, (N, C', K) kernels, mean, var)."""
-    params = _params(x, first_weight, bn_weight, bn_bias, second_weight)
+def _module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight):
+    """(generator parameters, running_mean, running_var) in x's accumulation dtype, contiguous."""
+    return _params(x, first_weight, bn_weight, bn_bias, second_weight), _acc(running_mean, x), _acc(running_var, x)
+
+
+def _generate_kernels(x, params, running_mean, running_var, num_segments, channels, training, eps):
+    """pool -> generator on x (readable), the arguments as _module_params gives them: (pooled, (N, C', K)
+    kernels, mean, var)."""
     videos = x.shape[0] // num_segments
     pooled = kernels.pool(x, num_segments, channels)
-    kernel, mean, var = generate(pooled.view(videos * channels, num_segments), params, _acc(running_mean, x),
-                                 _acc(running_var, x), training, eps)
-    return pooled, kernel.view(videos, channels, second_weight.shape[0]), mean, var
+    kernel, mean, var = generate(pooled.view(videos * channels, num_segments), params, running_mean, running_var,
+                                 training, eps)
+    return pooled, kernel.view(videos, channels, params[3].shape[0]), mean, var
 
 
 def dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
@@ -55,14 +59,14 @@ def dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, 
     on the pooled rows, aggregate reads x once and writes y once; in eval one launch (eval_forward) where
     it takes the shape."""
     x = readable_input(x)
+    params, running_mean, running_var = _module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
+                                                       second_weight)
     if not training:
-        params = _params(x, first_weight, bn_weight, bn_bias, second_weight)
-        out = eval_forward(x, params, _acc(running_mean, x), _acc(running_var, x), num_segments, channels, eps,
-                           identity)
+        out = eval_forward(x, params, running_mean, running_var, num_segments, channels, eps, identity)
         if out is not None:
             return out
-    pooled, kernel, mean, var = _generate_kernels(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
-                                                  second_weight, num_segments, channels, training, eps)
+    pooled, kernel, mean, var = _generate_kernels(x, params, running_mean, running_var, num_segments, channels,
+                                                  training, eps)
     return kernels.aggregate(x, kernel, num_segments, identity), pooled, mean, var
 
 
@@ -76,14 +80,14 @@ def dsa_forward_(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
         raise RuntimeError("x must not require grad for the in-place forward (dsa_forward_), which overwrites it; "
                            "use the out-of-place forward (DSAConv(inplace=False)) when gradients are needed")
     work = readable_input(x)
+    params, running_mean, running_var = _module_params(work, first_weight, bn_weight, bn_bias, running_mean,
+                                                       running_var, second_weight)
     stats = None
     if not training:
-        params = _params(work, first_weight, bn_weight, bn_bias, second_weight)
-        stats = eval_forward_(work, params, _acc(running_mean, work), _acc(running_var, work), num_segments,
-                              channels, eps, identity)
+        stats = eval_forward_(work, params, running_mean, running_var, num_segments, channels, eps, identity)
     if stats is None:
-        _, kernel, *stats = _generate_kernels(work, first_weight, bn_weight, bn_bias, running_mean, running_var,
-                                              second_weight, num_segments, channels, training, eps)
+        _, kernel, *stats = _generate_kernels(work, params, running_mean, running_var, num_segments, channels,
+                                              training, eps)
         kernels.aggregate_inplace(work, kernel, num_segments, identity)
     mean, var = stats
     if work is not x:
