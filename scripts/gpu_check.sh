@@ -93,10 +93,11 @@ $PY - "$OUT/bench.csv" "$OUT/compile/bench.csv" <<'PYEOF'
 import csv, os, sys
 rows = [r for path in sys.argv[1:] if os.path.exists(path) for r in csv.DictReader(open(path))
         if r["provider"] in ("cuda", "triton", "compile")]
-print("time as a multiple of x.clone() (and speedup over eager):")
+print("time as a multiple of x.clone() (wall, and the device's own work), speedup over eager, host time:")
 for r in rows:
     print(f"  {r['provider']:<7} {r['case']:<11} split {r['split']:<5} {r['dtype']:<8} {r['mode']:<9} "
-          f"{r['x_clone']:>6}x clone  {r['vs_eager']:>7} vs eager")
+          f"{r['x_clone']:>6}x clone  {r['gpu_x_clone']:>6}x device  {r['vs_eager']:>7} vs eager  "
+          f"{r['host_ms']:>7} ms host")
 PYEOF
 printf '%-10s %-14s %s\n' step result seconds
 for name in build tests fuzz sanitizer bench compile; do printf '%-10s %-14s %s\n' "$name" "${result[$name]}" "${seconds[$name]}"; done

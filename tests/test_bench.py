@@ -33,6 +33,7 @@ def test_csv_schema_ratios_and_files(tmp_path, monkeypatch):
         assert float(row["x_clone"]) == pytest.approx(float(row["median_ms"]) / clone, rel=0.01, abs=0.01)
         assert row["torch"] == torch.__version__ and row["dsa_ops"] == dsa_ops.__version__ and row["timestamp"]
         assert row["settings"] == "DSA_OPS_EVAL_ONE_LAUNCH=never"
+        assert row["host_ms"] == "" and row["gpu_ms"] == ""  # GPU columns
     assert all(r["vs_eager"] == "1.00x" for r in rows if r["provider"] == "reference")
     markdown = (tmp_path / "bench.md").read_text()
     assert markdown.count("\n| quick") == len(rows) and "; DSA_OPS_EVAL_ONE_LAUNCH=never\n" in markdown
@@ -115,3 +116,21 @@ def test_kernel_breakdown_per_call_backward_alone_and_rows():
                                           "Memcpy DtoD"]
     assert rows[0]["launches"] == "2" and rows[0]["gpu_us"] == "12.0" and rows[0]["share"] == "0.80"
     assert all(list(r) == list(report.KERNEL_COLUMNS) for r in rows)
+
+
+def test_gpu_timing_reports_the_hosts_issue_time(monkeypatch):
+    """The GPU path of timing.measure (CUDA events per call, here a stand-in) and its record: the median of
+    the per-call host times next to the median of the event times."""
+    calls = []
+
+    def fake_event_timed_call(step):
+        step()
+        return 1e-3 * len(calls), 1e-4 * len(calls)
+    monkeypatch.setattr(timing, "_event_timed_call", fake_event_timed_call)
+    timed = timing.measure(lambda: calls.append(1), torch.device("cuda"), min_run_time=0, warmup=0)
+    assert len(calls) == 10 and timed.median == pytest.approx(5.5e-3) and timed.host == pytest.approx(5.5e-4)
+    rows = [("-", "clone", 1e-3, 1e-3, 1e-3, 1e-5, 0, 9e-4, 1, None),
+            ("fwd", "cuda", *timed, 0, 1.8e-3, 3, None)]
+    clone, cuda = report.records(Case("quick", 2, 4, 32, (2, 7, 7), 0.25), "float32", rows, {}, lambda mode: 1)
+    assert (cuda["median_ms"], cuda["host_ms"], cuda["x_clone"], cuda["gpu_x_clone"]) == ("5.5", "0.55", "5.50", "2.00")
+    assert clone["host_ms"] == "0.01"

@@ -36,12 +36,12 @@ def default_providers(device):
 
 
 def timed(setup, step, device, min_run_time):
-    """((median, p20, p80, peak bytes, GPU seconds, launches), per-kernel breakdown) of one step; the GPU
-    columns and the breakdown (timing.device_work) are None on the CPU."""
-    median, p20, p80 = measure(step, device, setup, min_run_time)
+    """((median, p20, p80, host, peak bytes, GPU seconds, launches), per-kernel breakdown) of one step; the
+    GPU columns (host time, device work) and the breakdown (timing.device_work) are None on the CPU."""
+    median, p20, p80, host = measure(step, device, setup, min_run_time)
     peak = peak_memory(step, device, setup)
     if device.type != "cuda":
-        return (median, p20, p80, peak, None, None), None
+        return (median, p20, p80, host, peak, None, None), None
 
     def whole():
         if setup is not None:
@@ -50,12 +50,12 @@ def timed(setup, step, device, min_run_time):
     kernels = device_work(whole)
     if setup is not None:  # the backward alone: the forward's share taken off
         kernels = without(kernels, device_work(setup))
-    return (median, p20, p80, peak, *work_totals(kernels)), kernels
+    return (median, p20, p80, host, peak, *work_totals(kernels)), kernels
 
 
 def run_case(case, dtype, providers, modes, device, min_run_time, progress):
-    """Rows (mode, provider, median, p20, p80, peak, gpu, launches, compile seconds) for one shape, and on
-    a GPU {(mode, provider): per-kernel breakdown}."""
+    """Rows (mode, provider, median, p20, p80, host, peak, gpu, launches, compile seconds) for one shape, and
+    on a GPU {(mode, provider): per-kernel breakdown}."""
     state = random_state(case)
     generator = torch.Generator().manual_seed(2)
     copies = input_copies(case, dtype, device)
@@ -121,7 +121,8 @@ def main(argv=None):
               f"providers: {', '.join(args.providers)}" + (f"; {env['settings']}" if env["settings"] else ""))
     print(header)
     print("x_clone: time / x.clone() on the same tensor; vs_eager, vs_compile: speedups; gb_s: the mode's floor "
-          "traffic / time; peak_mb: memory one call needs; gpu_x_clone, launches: the device's own work per call")
+          "traffic / time; peak_mb: memory one call needs; host_ms: the host's time to issue a call; gpu_x_clone, "
+          "launches: the device's own work per call")
     total = len(args.dtypes) * len(args.cases)
     rows, kernel_rows = [], []
     for index, (dtype_name, case) in enumerate((d, c) for d in args.dtypes for c in args.cases):

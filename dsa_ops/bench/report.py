@@ -11,12 +11,12 @@ from .. import __version__
 from ..info import SETTINGS
 
 COLUMNS = ("case", "split", "kernel_size", "shape", "dtype", "mode", "provider", "median_ms", "p20_ms", "p80_ms",
-           "x_clone", "vs_eager", "vs_compile", "gb_s", "peak_mb", "gpu_ms", "gpu_x_clone", "launches", "compile_s",
-           "device", "torch", "cuda", "triton", "dsa_ops", "commit", "settings", "timestamp")
+           "host_ms", "x_clone", "vs_eager", "vs_compile", "gb_s", "peak_mb", "gpu_ms", "gpu_x_clone", "launches",
+           "compile_s", "device", "torch", "cuda", "triton", "dsa_ops", "commit", "settings", "timestamp")
 # kernels.csv (GPU runs): per timed row, each kernel or copy launched, per call of the step.
 KERNEL_COLUMNS = ("case", "split", "dtype", "mode", "provider", "kernel", "launches", "gpu_us", "share")
-TABLE_COLUMNS = ("case", "split", "dtype", "mode", "provider", "median_ms", "x_clone", "vs_eager", "vs_compile",
-                 "gb_s", "peak_mb", "gpu_x_clone", "launches")
+TABLE_COLUMNS = ("case", "split", "dtype", "mode", "provider", "median_ms", "host_ms", "x_clone", "vs_eager",
+                 "vs_compile", "gb_s", "peak_mb", "gpu_x_clone", "launches")
 
 
 def environment(device):
@@ -45,17 +45,19 @@ def milliseconds(seconds):
 
 
 def records(case, dtype_name, rows, env, floor_bytes):
-    """rows: (mode, provider, median, p20, p80, peak bytes, gpu seconds, launches, compile seconds)."""
+    """rows: (mode, provider, median, p20, p80, host seconds, peak bytes, gpu seconds, launches, compile
+    seconds); host and the GPU columns are None on the CPU."""
     by = {(mode, provider): row for mode, provider, *row in rows}
-    clone, clone_gpu = by[("-", "clone")][0], by[("-", "clone")][4]
+    clone, clone_gpu = by[("-", "clone")][0], by[("-", "clone")][5]
     out = []
-    for mode, provider, median, p20, p80, peak, gpu, launches, compile_seconds in rows:
+    for mode, provider, median, p20, p80, host, peak, gpu, launches, compile_seconds in rows:
         same_work = "inference" if mode == "inplace" else mode
         eager, compiled = by.get((same_work, "reference")), by.get((same_work, "compile"))
         out.append({
             "case": case.name, "split": f"{case.split:.3g}", "kernel_size": str(case.kernel_size),
             "shape": "x".join(str(d) for d in case.shape()), "dtype": dtype_name, "mode": mode, "provider": provider,
             "median_ms": milliseconds(median), "p20_ms": milliseconds(p20), "p80_ms": milliseconds(p80),
+            "host_ms": milliseconds(host) if host is not None else "",
             "x_clone": f"{median / clone:.2f}",
             "vs_eager": f"{eager[0] / median:.2f}x" if eager else "",
             "vs_compile": f"{compiled[0] / median:.2f}x" if compiled else "",

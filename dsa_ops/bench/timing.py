@@ -1,6 +1,7 @@
-"""Clocks. On a GPU: CUDA events around each call (median and 20th/80th percentiles after warm-up),
-the profiler's device time and launches of one call per kernel, and the peak memory a call allocates. On the
+"""Clocks. On a GPU: CUDA events around each call (median and 20th/80th percentiles after warm-up) and
+the host's time to issue it, the profiler's device time and launches of one call per kernel, and the peak memory a call allocates. On the
 CPU: torch.utils.benchmark, and the growth of the process's peak resident memory."""
+import collections
 import resource
 import statistics
 import time
@@ -8,9 +9,14 @@ import time
 import torch
 import torch.utils.benchmark as tbench
 
+Timing = collections.namedtuple("Timing", "median p20 p80 host")
+
 
 def measure(step, device, setup=None, min_run_time=0.3, warmup=3):
-    """(median, p20, p80) seconds of one step(); setup(), when given, runs untimed before each step."""
+    """Timing of one step() in seconds: median, 20th and 80th percentiles, and on a GPU `host`, the median
+    time the host takes to issue the step (Python, dispatch, launches: a call whose host time is near its
+    median is bound by the host, not the GPU); None on the CPU, where it is the time itself. setup(), when
+    given, runs untimed before each step."""
     for _ in range(warmup):
         if setup is not None:
             setup()
@@ -18,28 +24,35 @@ def measure(step, device, setup=None, min_run_time=0.3, warmup=3):
     if device.type != "cuda" and setup is None:
         timer = tbench.Timer(stmt="step()", globals={"step": step}, num_threads=torch.get_num_threads())
         times = sorted(timer.blocked_autorange(min_run_time=min_run_time).times)
-        return statistics.median(times), _quantile(times, 0.2), _quantile(times, 0.8)
-    times = []
+        return Timing(statistics.median(times), _quantile(times, 0.2), _quantile(times, 0.8), None)
+    times, host_times = [], []
     deadline = time.perf_counter() + min_run_time
     while time.perf_counter() < deadline or len(times) < 10:
         if setup is not None:
             setup()
-        times.append(_timed_call(step, device))
+        if device.type == "cuda":
+            seconds, host_seconds = _event_timed_call(step)
+            host_times.append(host_seconds)
+        else:
+            start = time.perf_counter()
+            step()
+            seconds = time.perf_counter() - start
+        times.append(seconds)
     times.sort()
-    return statistics.median(times), _quantile(times, 0.2), _quantile(times, 0.8)
+    host = statistics.median(host_times) if host_times else None
+    return Timing(statistics.median(times), _quantile(times, 0.2), _quantile(times, 0.8), host)
 
 
-def _timed_call(step, device):
-    if device.type != "cuda":
-        start = time.perf_counter()
-        step()
-        return time.perf_counter() - start
+def _event_timed_call(step):
+    """(seconds between CUDA events around step(), seconds the host took to issue it)."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
+    issued = time.perf_counter()
     step()
+    host_seconds = time.perf_counter() - issued
     end.record()
     end.synchronize()
-    return start.elapsed_time(end) / 1e3
+    return start.elapsed_time(end) / 1e3, host_seconds
 
 
 def _quantile(sorted_times, q):
