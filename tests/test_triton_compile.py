@@ -1,0 +1,23 @@
+"""Every Triton kernel compiles through Triton's real compiler for Hopper (sm_90), with no GPU needed:
+tests/triton_compile.py in its own process, where the kernels are compiled rather than interpreted."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+import dsa_ops
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+pytestmark = pytest.mark.skipif(dsa_ops.ops.TRITON_ERROR is not None, reason=f"triton: {dsa_ops.ops.TRITON_ERROR}")
+
+
+def test_every_triton_kernel_compiles_for_sm90():
+    env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
+    done = subprocess.run([sys.executable, os.path.join(HERE, "triton_compile.py"), "--arch", "90"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
+    counts = re.search(r"kernels compiled: (\d+) of (\d+); failures: 0", done.stdout)
+    assert counts and counts[1] == counts[2] and int(counts[1]) >= 9, done.stdout

@@ -1,0 +1,158 @@
+"""Compiles every Triton kernel of dsa_ops through Triton's real compiler (down to a cubin from ptxas) for
+a chosen GPU architecture, on a machine without a GPU: a stand-in driver takes the launches, which do
+nothing. The interpreter, which runs the kernels in the CPU tests, accepts programs the compiler rejects;
+this catches those, and shared memory or thread counts over the target's limits.
+
+    python tests/triton_compile.py [--arch 90] [--full]
+
+Drives the Triton op bodies over a matrix of dtypes, layouts, U, K, identity, training/eval and both
+eval paths (outputs are garbage: nothing runs), then prints, per kernel, the specializations compiled
+and the largest register and shared memory use. Exits 1 on a compile failure. Must run in a process
+where TRITON_INTERPRET is unset (kernels are compiled or interpreted as their module is imported)."""
+import argparse
+import itertools
+import os
+import sys
+import time
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+
+# Shared memory per block each architecture allows (opt-in maximum), as the driver would report it.
+MAX_SHARED = {80: 166912, 86: 101376, 89: 101376, 90: 232448}
+
+
+class _Utils:
+    def __init__(self, max_shared):
+        self.max_shared = max_shared
+
+    def get_device_properties(self, device):
+        return {"max_shared_mem": self.max_shared, "multiprocessor_count": 132, "max_num_regs": 65536,
+                "warpSize": 32, "sm_clock_rate": 1, "mem_clock_rate": 1, "mem_bus_width": 1}
+
+    def load_binary(self, name, kernel, shared, device):
+        """(module, function, registers, spills, most threads per block): placeholders; nothing loads."""
+        return object(), 0, 0, 0, 1024
+
+
+class CompileOnlyDriver:
+    """Triton's driver interface as far as compiling and launching use it: the target is fixed, every
+    compiled kernel is recorded as (name, metadata) when first launched, and launches do nothing."""
+
+    def __init__(self, arch):
+        self.target = GPUTarget("cuda", arch, 32)
+        self.utils = _Utils(MAX_SHARED.get(arch, 101376))
+        self.compiled = []
+
+    def is_active(self):
+        return True
+
+    def get_current_device(self):
+        return 0
+
+    def get_current_stream(self, device=None):
+        return 0
+
+    def get_current_target(self):
+        return self.target
+
+    def launcher_cls(self, src, metadata):
+        self.compiled.append((src.name, metadata))
+        return lambda *args, **kwargs: None
+
+
+def _generator_params(segments, taps, dtype):
+    hidden = 2 * segments
+    return [torch.randn(hidden, segments, dtype=dtype), torch.randn(hidden, dtype=dtype),
+            torch.randn(hidden, dtype=dtype), torch.randn(hidden, dtype=dtype), torch.rand(hidden, dtype=dtype) + 0.5,
+            torch.randn(taps, hidden, dtype=dtype)]
+
+
+def _input(segments, dims, layout, dtype):
+    spatial = (3, 5, 7) if dims == 5 else (5, 7)
+    if layout == "channel_slice":
+        return torch.randn(2 * segments, 43, *spatial).to(dtype)[:, 2:42]
+    x = torch.randn(2 * segments, 40, *spatial).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last_3d if dims == 5 else torch.channels_last)
+    return x
+
+
+def cases(full):
+    """(dtype, layout, U, K, dims, identity) to run every op on."""
+    dtypes = (torch.float32, torch.bfloat16, torch.float16, torch.float64)
+    if full:
+        return list(itertools.product(dtypes, ("contiguous", "channels_last", "channel_slice"),
+                                      ((1, 1), (3, 5), (4, 3), (4, 5), (8, 3)), (4, 5), (False, True)))
+    main = itertools.product(dtypes, ("contiguous", "channels_last"), ((4, 3),), (5,), (False, True))
+    shapes = itertools.product((torch.float32,), ("channel_slice", "channels_last"), ((1, 1), (3, 5), (8, 3)), (4,),
+                               (True,))
+    return [*main, *shapes]
+
+
+def run_ops(x, segments, taps, identity):
+    """Every Triton op body on x (C' = 13): pooling, aggregation and their gradients, and the module's
+    forward (out of place and in place) and backward in training and eval, eval both as one launch and
+    composed."""
+    from dsa_ops.triton import op_bodies
+
+    channels, videos, dtype = 13, x.shape[0] // segments, x.dtype
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    params = _generator_params(segments, taps, dtype)
+    weight, grad_pooled = torch.rand(videos, channels, taps, dtype=acc), torch.randn(videos, channels, segments, dtype=acc)
+    op_bodies.segment_pool(x, segments, channels)
+    op_bodies.segment_pool_backward(grad_pooled, x, segments)
+    op_bodies.aggregate(x, weight, segments, identity)
+    op_bodies.aggregate_grad_input(x, weight, grad_pooled, segments, identity)
+    op_bodies.aggregate_grad_weight(x, x, segments, channels, taps)
+    for training, one_launch in itertools.product((True, False), ("always", "never")):
+        os.environ["DSA_OPS_EVAL_ONE_LAUNCH"] = one_launch
+        y, pooled, mean, var = op_bodies.dsa_forward(x, *params, segments, channels, training, 1e-5, identity)
+        op_bodies.dsa_backward(y, x, pooled, mean, var, params[0], params[1], params[2], params[5], segments,
+                               training, 1e-5, identity)
+        op_bodies.dsa_forward_(x.clone(), *params, segments, channels, training, 1e-5, identity)
+
+
+def launched_kernels():
+    """Names of the kernels the Triton backend launches (its @triton.jit functions named *_kernel)."""
+    from dsa_ops.triton import eval_forward, generator, kernels
+
+    return sorted({name for module in (kernels, generator, eval_forward) for name, value in vars(module).items()
+                   if name.endswith("_kernel") and isinstance(value, triton.runtime.jit.JITFunction)})
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (default 90: Hopper)")
+    parser.add_argument("--full", action="store_true", help="the whole matrix (minutes) rather than a sample")
+    args = parser.parse_args(argv)
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        sys.exit("unset TRITON_INTERPRET: the kernels must be compiled, not interpreted")
+    driver = CompileOnlyDriver(args.arch)
+    triton.runtime.driver.set_active(driver)
+    start, failures = time.perf_counter(), 0
+    for dtype, layout, (segments, taps), dims, identity in cases(args.full):
+        try:
+            run_ops(_input(segments, dims, layout, dtype), segments, taps, identity)
+        except Exception as error:  # a compile error: report the case and go on
+            failures += 1
+            print(f"FAILED {dtype} {layout} U={segments} K={taps} {dims}D identity={identity}: "
+                  f"{type(error).__name__}: {error}")
+    by_kernel = {}
+    for name, metadata in driver.compiled:
+        by_kernel.setdefault(name, []).append(metadata)
+    print(f"triton {triton.__version__}, sm_{args.arch}: {len(driver.compiled)} specializations compiled in "
+          f"{time.perf_counter() - start:.0f} s")
+    for name, metadatas in sorted(by_kernel.items()):
+        print(f"  {name:<32} {len(metadatas):>4} specializations, shared memory up to "
+              f"{max(m.shared for m in metadatas)} bytes, {max(m.num_warps for m in metadatas)} warps")
+    missing = sorted(set(launched_kernels()) - set(by_kernel))
+    if missing:
+        print(f"never compiled: {missing}")
+    print(f"kernels compiled: {len(by_kernel)} of {len(launched_kernels())}; failures: {failures}")
+    return 1 if failures or missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
