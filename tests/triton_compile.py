@@ -100,7 +100,8 @@ def run_ops(x, segments, taps, identity):
     channels, videos, dtype = 13, x.shape[0] // segments, x.dtype
     acc = torch.float64 if dtype == torch.float64 else torch.float32
     params = _generator_params(segments, taps, dtype)
-    weight, grad_pooled = torch.rand(videos, channels, taps, dtype=acc), torch.randn(videos, channels, segments, dtype=acc)
+    weight = torch.rand(videos, channels, taps, dtype=acc)
+    grad_pooled = torch.randn(videos, channels, segments, dtype=acc)
     op_bodies.segment_pool(x, segments, channels)
     op_bodies.segment_pool_backward(grad_pooled, x, segments)
     op_bodies.aggregate(x, weight, segments, identity)

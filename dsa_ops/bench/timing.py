@@ -1,6 +1,7 @@
 """Clocks. On a GPU: CUDA events around each call (median and 20th/80th percentiles after warm-up) and
-the host's time to issue it, the profiler's device time and launches of one call per kernel, and the peak memory a call allocates. On the
-CPU: torch.utils.benchmark, and the growth of the process's peak resident memory."""
+the host's time to issue it, the profiler's device time and launches of one call per kernel, and the
+peak memory a call allocates. On the CPU: torch.utils.benchmark, and the growth of the process's peak
+resident memory."""
 import collections
 import resource
 import statistics
