@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The one prepared check for a GPU machine: build in place for the visible GPU, run the whole test suite
-# with the GPU (and slow) tests, the large property-based profile on CUDA and Triton, compute-sanitizer
-# memcheck + racecheck on a small case, the benchmark's paper preset on CUDA (backends and eager, in the
-# modes fwd, full, inference and inplace; then torch.compile of the reference, time-boxed since every
-# shape compiles afresh). Every step has its own time limit; the whole check took about 6 minutes on an
-# H100. Writes under $OUT its logs (one per step, one per fuzzed backend), bench.csv/md, kernels.csv
-# (where each provider's GPU time goes, per kernel) and compile/bench.csv/md, and prints a summary last.
+# The one prepared check for a GPU machine: build in place for the visible GPU; then, side by side (none
+# of them is timed), the whole test suite with the GPU (and slow) tests, the large property-based profile
+# on CUDA and Triton, and compute-sanitizer memcheck + racecheck on a small case; then, alone on the GPU,
+# the benchmark's paper preset on CUDA (backends and eager, modes fwd, full, inference and inplace) and
+# torch.compile of the reference (time-boxed: every shape compiles afresh). The whole check keeps to a
+# budget (GPU_CHECK_BUDGET seconds, 540 by default: the device tool stops a call at 600): each step gets
+# its own limit or what is left of the budget, whichever is less, a step with no time left is skipped,
+# and the summary is always printed. Writes under $OUT its logs (one per step, one per fuzzed backend),
+# bench.csv/md, kernels.csv (where each provider's GPU time goes, per kernel) and compile/bench.csv/md.
 #   OUT=/tmp/out scripts/gpu_check.sh          (PYTHON=python3 by default)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -25,42 +27,55 @@ if ! $PY -c "import pytest, hypothesis, xdist" 2>/dev/null; then
   TEST_PYTHONPATH="$PYTHONPATH:$PWD/gpu_deps"
   [ -d gpu_deps ] || echo "pytest/hypothesis/xdist not importable and gpu_deps/ is missing: run 'make gpu-deps', carry gpu_deps/"
 fi
-declare -A result seconds
+BUDGET="${GPU_CHECK_BUDGET:-540}"
+SUMMARY_SECONDS=15  # kept back for the summary
+START=$(date +%s)
+STATUS=$(mktemp)    # "name|verdict|seconds" per step: steps run in subshells too
+export PYTHONUNBUFFERED=1 OUT PY TEST_PYTHONPATH  # for the functions the steps run in `bash -c`
 
-step() {  # step NAME LOG COMMAND...: runs the command, its output appended to LOG, records status and time
-  local name=$1 log=$2
-  shift 2
-  local start=$SECONDS
-  "$@" >>"$log" 2>&1
-  local rc=$?
-  seconds[$name]=$((SECONDS - start))
-  result[$name]=$([ $rc -eq 0 ] && echo pass || echo "FAIL (rc=$rc)")
-  echo "== $name: ${result[$name]} in ${seconds[$name]}s (log: $log)"
+record() {  # record NAME VERDICT SECONDS
+  echo "$1|$2|$3" >>"$STATUS"
+  echo "== $1: $2 in $3s"
 }
 
-export PYTHONUNBUFFERED=1
-timeboxed() {  # timeboxed SECONDS COMMAND...: a run stopped at its time box still counts as done
-  timeout "$@"
-  local rc=$?
-  [ $rc -eq 124 ] && echo "(stopped at the ${1}s time box; what ran before that is in the log)"
-  return $((rc == 124 ? 0 : rc))
+# step [--boxed] NAME LOG LIMIT COMMAND...: runs the command, its output appended to LOG, under a time
+# limit of LIMIT seconds or what is left of the budget, whichever is less; skipped when under 15 s are
+# left. --boxed: stopping at the limit counts as done (a time box), not as a failure.
+step() {
+  local boxed=0
+  [ "$1" = --boxed ] && { boxed=1; shift; }
+  local name=$1 log=$2 limit=$3
+  shift 3
+  local left=$((BUDGET - SUMMARY_SECONDS - ($(date +%s) - START)))
+  if [ "$left" -lt 15 ]; then record "$name" "skipped (budget spent)" 0; return; fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local begin=$(date +%s)
+  timeout "$limit" "$@" >>"$log" 2>&1
+  local rc=$? verdict=pass
+  if [ $rc -eq 124 ] && [ $boxed -eq 1 ]; then
+    verdict="pass (stopped at its ${limit}s box)"
+  elif [ $rc -eq 124 ]; then
+    verdict="FAIL (timed out at ${limit}s)"
+  elif [ $rc -ne 0 ]; then
+    verdict="FAIL (rc=$rc)"
+  fi
+  record "$name" "$verdict" $(($(date +%s) - begin))
 }
+
 build() {  # the host compiler first: an extension built by another g++ than torch's has crashed on throws
   echo "host compiler: $(command -v "${CXX:-c++}") $("${CXX:-c++}" --version | head -1)"
   $PY -c "import torch; print('torch was built by', *[l.strip(' -') for l in torch.__config__.show().splitlines() if l.strip().startswith('- GCC')])"
   $PY setup.py build_ext --inplace && $PY -m dsa_ops.info
 }
-step build "$OUT/build.log" timeout 240 bash -c "$(declare -f build); PY=$PY; build"
-# pytest-xdist, where installed, spreads the tests over 8 processes (2 CPU threads each).
-parallel=()
-PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 8)
-step tests "$OUT/pytest.log" timeout 240 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
-  $PY -m pytest tests -q -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}"
 # The large property-based profile (1000 random cases per backend) on CUDA and Triton side by side, each
-# time-boxed (a failure still fails the step); $OUT/fuzz_<backend>.log counts the passed cases every 25.
+# time-boxed at 60 s (a failure still fails the step); $OUT/fuzz_<backend>.log counts the passed cases
+# every 25.
 fuzz_backend() {
-  timeboxed 60 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_FUZZ_EXAMPLES=1000 OMP_NUM_THREADS=2 \
+  timeout 60 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_FUZZ_EXAMPLES=1000 OMP_NUM_THREADS=2 \
     $PY -m pytest tests/test_fuzz.py -q -s -rfEs -p no:cacheprovider -k "$1" >"$OUT/fuzz_$1.log" 2>&1
+  local rc=$?
+  [ $rc -eq 124 ] && echo "$1: stopped at the 60 s time box; what ran before that is in fuzz_$1.log"
+  return $((rc == 124 ? 0 : rc))
 }
 fuzz() {
   fuzz_backend cuda & local cuda_job=$!
@@ -70,7 +85,6 @@ fuzz() {
   grep -h "cases passed" "$OUT"/fuzz_*.log | tail -n 20
   return $((cuda_rc || triton_rc))
 }
-step fuzz "$OUT/fuzz.log" fuzz
 sanitize() {  # instrument only this package's kernels (namespace dsa_ops), which keeps it fast; no leak
   # check, as the caching allocator and cuBLAS keep their memory to the end by design
   local only_ours=(--kernel-name kns=dsa_ops)
@@ -78,17 +92,30 @@ sanitize() {  # instrument only this package's kernels (namespace dsa_ops), whic
     $PY scripts/sanitize_case.py &&
     compute-sanitizer --tool racecheck --error-exitcode 1 "${only_ours[@]}" $PY scripts/sanitize_case.py
 }
-step sanitizer "$OUT/sanitizer.log" timeout 150 bash -c "$(declare -f sanitize); PY=$PY; sanitize"
-backends=$($PY -c "import dsa_ops
+
+step build "$OUT/build.log" 240 bash -c "$(declare -f build); build"
+if grep -q "^build|pass" "$STATUS"; then
+  # Correctness side by side: the suite (with pytest-xdist, where installed, in 6 processes of 2 CPU
+  # threads), the fuzz profile and the sanitizer.
+  parallel=()
+  PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 6)
+  step tests "$OUT/pytest.log" 270 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
+    $PY -m pytest tests -q -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}" &
+  step fuzz "$OUT/fuzz.log" 90 bash -c "$(declare -f fuzz_backend fuzz); fuzz" &
+  step sanitizer "$OUT/sanitizer.log" 180 bash -c "$(declare -f sanitize); sanitize" &
+  wait
+  # Timings alone on the GPU.
+  backends=$($PY -c "import dsa_ops
 print(','.join(['reference'] + [b for b in ('cuda', 'triton') if dsa_ops.backend_status()[b] is None]))")
-step bench "$OUT/bench.log" timeout 180 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
-  --dtypes float32,bfloat16 --providers "$backends" --modes fwd,full,inference,inplace --out "$OUT"
-step compile "$OUT/bench.log" timeboxed 45 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
-  --dtypes float32 --providers reference,compile --out "$OUT/compile"
+  step bench "$OUT/bench.log" 200 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
+    --dtypes float32,bfloat16 --providers "$backends" --modes fwd,full,inference,inplace --out "$OUT"
+  step --boxed compile "$OUT/bench.log" 45 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
+    --dtypes float32 --providers reference,compile --out "$OUT/compile"
+fi
 
 echo
-echo "device: $($PY -c 'import torch; print(torch.cuda.get_device_name())')  arch: $TORCH_CUDA_ARCH_LIST"
-echo "tests: $(grep -E '(passed|failed|error)' "$OUT/pytest.log" | tail -1)"
+echo "device: $($PY -c 'import torch; print(torch.cuda.get_device_name())' 2>/dev/null || echo 'no GPU visible')  arch: $TORCH_CUDA_ARCH_LIST"
+echo "tests: $(grep -E '(passed|failed|error)' "$OUT/pytest.log" 2>/dev/null | tail -1)"
 $PY - "$OUT/bench.csv" "$OUT/compile/bench.csv" <<'PYEOF'
 import csv, os, sys
 rows = [r for path in sys.argv[1:] if os.path.exists(path) for r in csv.DictReader(open(path))
@@ -99,6 +126,14 @@ for r in rows:
           f"{r['x_clone']:>6}x clone  {r['gpu_x_clone']:>6}x device  {r['vs_eager']:>7} vs eager  "
           f"{r['host_ms']:>7} ms host")
 PYEOF
-printf '%-10s %-14s %s\n' step result seconds
-for name in build tests fuzz sanitizer bench compile; do printf '%-10s %-14s %s\n' "$name" "${result[$name]}" "${seconds[$name]}"; done
-for name in build tests fuzz sanitizer bench compile; do [ "${result[$name]}" = pass ] || exit 1; done
+printf '%-10s %-34s %s\n' step result seconds
+failed=0
+for name in build tests fuzz sanitizer bench compile; do
+  line=$(grep "^$name|" "$STATUS" | tail -1)
+  verdict=${line#*|}
+  verdict=${verdict%|*}
+  printf '%-10s %-34s %s\n' "$name" "${verdict:-not run (build failed)}" "${line##*|}"
+  case "$verdict" in pass*) ;; *) failed=1 ;; esac
+done
+rm -f "$STATUS"
+exit $failed

@@ -134,3 +134,17 @@ def test_gpu_timing_reports_the_hosts_issue_time(monkeypatch):
     clone, cuda = report.records(Case("quick", 2, 4, 32, (2, 7, 7), 0.25), "float32", rows, {}, lambda mode: 1)
     assert (cuda["median_ms"], cuda["host_ms"], cuda["x_clone"], cuda["gpu_x_clone"]) == ("5.5", "0.55", "5.50", "2.00")
     assert clone["host_ms"] == "0.01"
+
+
+@pytest.mark.skipif(not timing._reset_resident_peak(), reason="needs Linux's resettable VmHWM (/proc/self/clear_refs)")
+def test_cpu_peak_memory_is_measured_per_call():
+    """On the CPU a call's peak memory is how far it raises the resident set: 64 MiB touched and freed
+    reads as about 64 MiB every time, not only the first (a process-wide peak would read 0 the second
+    time); a call that allocates nothing reads near 0."""
+    size = 64 << 20
+
+    def allocate():
+        torch.ones(size // 4)  # filled, so every page is resident; freed on return
+    for _ in range(2):
+        assert size * 0.95 < timing.peak_memory(allocate, torch.device("cpu")) < size * 1.25
+    assert timing.peak_memory(lambda: None, torch.device("cpu")) < 4 << 20

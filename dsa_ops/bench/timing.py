@@ -1,7 +1,7 @@
 """Clocks. On a GPU: CUDA events around each call (median and 20th/80th percentiles after warm-up) and
 the host's time to issue it, the profiler's device time and launches of one call per kernel, and the
-peak memory a call allocates. On the CPU: torch.utils.benchmark, and the growth of the process's peak
-resident memory."""
+peak memory a call allocates. On the CPU: torch.utils.benchmark, and how far a call raises the resident
+memory."""
 import collections
 import resource
 import statistics
@@ -104,8 +104,9 @@ def short_name(name):
 
 def peak_memory(step, device, setup=None):
     """Bytes one step() needs beyond what is allocated before it (after setup()): the CUDA caching
-    allocator's peak, or on the CPU how far the step raises the process's peak resident set (0 once a
-    larger step ran)."""
+    allocator's peak, or on the CPU how far the step raises the process's resident set above where it
+    was (Linux: the high-water mark is reset before the step; elsewhere the growth of the process's peak,
+    0 once a larger step ran)."""
     if setup is not None:
         setup()
     if device.type == "cuda":
@@ -115,6 +116,30 @@ def peak_memory(step, device, setup=None):
         step()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
+    if _reset_resident_peak():
+        before = _proc_status_bytes("VmRSS:")
+        step()
+        return max(0, _proc_status_bytes("VmHWM:") - before)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     step()
     return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+
+
+def _reset_resident_peak():
+    """Sets the process's resident high-water mark (VmHWM) to its present resident set (Linux 4.0+);
+    False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+        return _proc_status_bytes("VmHWM:") is not None
+    except OSError:
+        return False
+
+
+def _proc_status_bytes(key):
+    """A size from /proc/self/status (e.g. "VmRSS:"), in bytes; None when absent."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(key):
+                return int(line.split()[1]) * 1024
+    return None
