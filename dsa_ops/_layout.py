@@ -12,14 +12,14 @@ def spatial_size(x):
 def _flat_spatial_stride(x):
     """The single stride of the flattened spatial dims, or None when they do not flatten."""
     inner, expected = None, 0
-    for d in range(x.dim() - 1, 1, -1):
-        if x.shape[d] == 1:
+    for size, stride in zip(reversed(x.shape[2:]), reversed(x.stride()[2:])):
+        if size == 1:
             continue
         if inner is None:
-            inner = x.stride(d)
-        elif x.stride(d) != expected:
+            inner = stride
+        elif stride != expected:
             return None
-        expected = x.stride(d) * x.shape[d]
+        expected = stride * size
     return 1 if inner is None else inner
 
 
@@ -35,7 +35,8 @@ def readable_input(x):
 def plane_strides(x):
     """(row, channel, spatial) strides of a tensor from readable_input; spatial is 1 when S == 1."""
     spatial = _flat_spatial_stride(x)
-    return x.stride(0), x.stride(1), 1 if spatial_size(x) == 1 else spatial
+    strides = x.stride()
+    return strides[0], strides[1], 1 if spatial_size(x) == 1 else spatial
 
 
 def empty_output(x, dtype=None):

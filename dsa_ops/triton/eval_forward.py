@@ -15,6 +15,7 @@ from .generator import _blocks, _hidden, _load_matrix, _load_vector, _rows_forwa
 from .kernels import (_acc, _aggregate_inplace_block, _aggregate_tile, _channel_means, _inplace_positions,
                       _multiprocessors, _tile)
 from .._layout import empty_output, plane_strides, spatial_size
+from .launch_sizes import cdiv
 
 
 @triton.jit
@@ -127,7 +128,7 @@ def eval_forward(x, params, running_mean, running_var, num_segments, channels, e
     videos = x.shape[0] // num_segments
     x_strides = plane_strides(x)
     block_c, block_s = _tile(x_strides)
-    grid = (videos, triton.cdiv(x.shape[1], block_c))
+    grid = (videos, cdiv(x.shape[1], block_c))
     if not _one_launch(x, grid[0] * grid[1]):
         return None
     hidden, taps = first_weight.shape[0], second_weight.shape[0]
@@ -152,7 +153,7 @@ def eval_forward_(x, params, running_mean, running_var, num_segments, channels, 
     videos = x.shape[0] // num_segments
     x_strides = plane_strides(x)
     block_c, block_s = _tile(x_strides)
-    grid = (videos, triton.cdiv(channels, block_c))
+    grid = (videos, cdiv(channels, block_c))
     if not _one_launch(x, grid[0] * grid[1]):
         return None
     hidden, taps = first_weight.shape[0], second_weight.shape[0]

@@ -8,6 +8,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .launch_sizes import next_power_of_2
+
 
 @triton.jit
 def _load_matrix(ptr, rows, cols, BLOCK_ROWS: tl.constexpr, BLOCK_COLS: tl.constexpr):
@@ -159,7 +161,7 @@ def _generator_backward_kernel(rows_ptr, grad_kernel_ptr, w1_ptr, bn_w_ptr, bn_b
 def _blocks(segments, hidden, taps):
     """(BLOCK_R, BLOCK_U, BLOCK_H, BLOCK_K): rows per step such that the (rows, H, max(U, K)) products
     hold about 8192 values."""
-    block_u, block_h, block_k = (triton.next_power_of_2(v) for v in (segments, hidden, taps))
+    block_u, block_h, block_k = next_power_of_2(segments), next_power_of_2(hidden), next_power_of_2(taps)
     return max(1, 8192 // (block_h * max(block_u, block_k))), block_u, block_h, block_k
 
 

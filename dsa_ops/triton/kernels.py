@@ -14,6 +14,7 @@ import triton
 import triton.language as tl
 
 from .._layout import accumulate_dtype, empty_output, plane_strides, spatial_size
+from .launch_sizes import cdiv, next_power_of_2
 
 
 def _tile(strides):
@@ -218,7 +219,7 @@ def pool(x, num_segments, channels):
     strides = plane_strides(x)
     block_c, block_s = _tile(strides)
     spatial = spatial_size(x)
-    tiles = triton.cdiv(channels, block_c)
+    tiles = cdiv(channels, block_c)
     splits, split_length = _splits(rows * tiles, spatial, block_s, x.device)
     partial = torch.empty((splits, rows // num_segments, channels, num_segments), dtype=accumulate_dtype(x.dtype),
                           device=x.device)
@@ -235,7 +236,7 @@ def pool_backward(grad_pooled, x, num_segments):
     strides = plane_strides(grad_x)
     block_c, block_s = _tile(strides)
     if grad_x.numel():
-        grid = (videos, triton.cdiv(channels, block_c), triton.cdiv(spatial, block_s))
+        grid = (videos, cdiv(channels, block_c), cdiv(spatial, block_s))
         _pool_backward_kernel[grid](grad_pooled, grad_x, *strides, channels, spatial, num_segments,
                                     ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s)
     grad_x.narrow(1, channels, x.shape[1] - channels).zero_()
@@ -252,7 +253,7 @@ def aggregate(x, weight, num_segments, identity, grad_pooled=None):
     x_strides, y_strides = plane_strides(x), plane_strides(y)
     block_c, block_s = _tile(x_strides)
     if y.numel():
-        grid = (videos, triton.cdiv(x.shape[1], block_c), triton.cdiv(spatial, block_s))
+        grid = (videos, cdiv(x.shape[1], block_c), cdiv(spatial, block_s))
         pooled = weight if grad_pooled is None else grad_pooled
         _aggregate_kernel[grid](x, y, weight, pooled, *x_strides, *y_strides, channels, x.shape[1], spatial,
                                 num_segments, kernel_size, IDENTITY=bool(identity),
@@ -264,7 +265,7 @@ def aggregate(x, weight, num_segments, identity, grad_pooled=None):
 def _inplace_positions(num_segments):
     """(BLOCK_U, positions) of an in-place block: the (U, U, positions) weight block it builds holds
     about 4096 values."""
-    block_u = triton.next_power_of_2(num_segments)
+    block_u = next_power_of_2(num_segments)
     return block_u, max(16, 4096 // (block_u * block_u))
 
 
@@ -285,7 +286,7 @@ def aggregate_inplace(x, weight, num_segments, identity):
     strides = plane_strides(x)
     block_u, block_c, block_s = _inplace_tile(strides, num_segments)
     if videos * channels * spatial:
-        grid = (videos, triton.cdiv(channels, block_c), triton.cdiv(spatial, block_s))
+        grid = (videos, cdiv(channels, block_c), cdiv(spatial, block_s))
         _aggregate_inplace_kernel[grid](x, weight, *strides, channels, spatial, num_segments, kernel_size,
                                         IDENTITY=bool(identity), ACC=_acc(x.dtype), BLOCK_U=block_u,
                                         BLOCK_C=block_c, BLOCK_S=block_s)
@@ -299,9 +300,9 @@ def _splits(programs, spatial, block_s, device):
     if programs == 0:
         return 1, max(1, spatial)
     target = 4 * _multiprocessors(device) if device.type == "cuda" else 4 * programs
-    splits = max(1, min(triton.cdiv(target, programs), triton.cdiv(spatial, block_s)))
-    split_length = max(1, triton.cdiv(triton.cdiv(spatial, splits), block_s)) * block_s
-    return max(1, triton.cdiv(spatial, split_length)), split_length
+    splits = max(1, min(cdiv(target, programs), cdiv(spatial, block_s)))
+    split_length = max(1, cdiv(cdiv(spatial, splits), block_s)) * block_s
+    return max(1, cdiv(spatial, split_length)), split_length
 
 
 @functools.cache
@@ -314,12 +315,12 @@ def grad_weight(grad_y, x, num_segments, channels, kernel_size):
     spatial = spatial_size(x)
     x_strides = plane_strides(x)
     block_c, block_s = _tile(x_strides)
-    tiles = triton.cdiv(channels, block_c)
+    tiles = cdiv(channels, block_c)
     splits, split_length = _splits(videos * tiles, spatial, block_s, x.device)
     partial = torch.empty((splits, videos, channels, kernel_size), dtype=accumulate_dtype(x.dtype), device=x.device)
     if partial.numel():
         _grad_weight_kernel[(videos, tiles, splits)](
             grad_y, x, partial, *plane_strides(grad_y), *x_strides, channels, spatial, num_segments, kernel_size,
             split_length, ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s,
-            BLOCK_K=triton.next_power_of_2(kernel_size))
+            BLOCK_K=next_power_of_2(kernel_size))
     return partial.sum(0) if splits > 1 else partial[0]

@@ -8,7 +8,10 @@ from .generator import generate, generate_backward
 
 
 def _acc(t, x):
-    return t.to(accumulate_dtype(x.dtype)).contiguous()
+    """t in x's accumulation dtype, contiguous; t itself when it already is (no-op conversions still cost
+    host time)."""
+    acc = accumulate_dtype(x.dtype)
+    return t if t.dtype == acc and t.is_contiguous() else t.to(acc).contiguous()
 
 
 def segment_pool(x, num_segments, channels):
