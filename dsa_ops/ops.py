@@ -192,8 +192,39 @@ def _register_fakes(prefix):
                 torch.empty_like(bn_bias), torch.empty_like(second_weight))
 
 
-def _register_autograd(prefix):
-    """The autograd of csrc/autograd.cpp for the ops dsa_ops::<prefix><name> defined from Python."""
+def _autograd_kernel(op, backward, setup_context):
+    """The Autograd-key kernel of op as torch.library.register_autograd makes it (an autograd.Function
+    around a redispatch below autograd; the keyset travels as its last input), less that one's per-call
+    argument normalisation for default values, which rebuilds the schema's argument list once per
+    argument: about 40 us of host time per call of a 12-argument op. These schemas have no defaults."""
+    class Node(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *args_and_keyset):
+            *args, keyset = args_and_keyset
+            output = _below_autograd(op, keyset, args)
+            setup_context(ctx, args, output)
+            return output
+
+        @staticmethod
+        def backward(ctx, *grads):
+            ctx.needs_input_grad = ctx.needs_input_grad[:-1]
+            return (*backward(ctx, *grads), None)
+
+    def kernel(keyset, *args):
+        if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
+            return Node.apply(*args, keyset)
+        return _below_autograd(op, keyset, args)
+    return kernel
+
+
+def _below_autograd(op, keyset, args):
+    with torch._C._AutoDispatchBelowAutograd():
+        return op.redispatch(keyset & torch._C._after_autograd_keyset, *args)
+
+
+def _register_autograd(prefix, library):
+    """The autograd of csrc/autograd.cpp for the ops dsa_ops::<prefix><name> defined from Python in
+    library."""
     ops = _ops_with_prefix(prefix)
 
     def save_segment_pool(ctx, inputs, output):
@@ -280,7 +311,8 @@ def _register_autograd(prefix):
                            "use backend='reference' for higher-order gradients")
 
     def register(name, backward, setup_context):
-        torch.library.register_autograd(f"dsa_ops::{prefix}{name}", backward, setup_context=setup_context)
+        op = getattr(torch.ops.dsa_ops, prefix + name).default
+        library.impl(prefix + name, _autograd_kernel(op, backward, setup_context), "Autograd", with_keyset=True)
 
     register("segment_pool", segment_pool_backward, save_segment_pool)
     register("segment_pool_backward", segment_pool_double_backward, save_segment_pool_backward)
@@ -327,7 +359,7 @@ if EXTENSION_ERROR is None:
 if TRITON_ERROR is None:
     _triton_library = _define_triton_ops()
     _register_fakes(TRITON_PREFIX)
-    _register_autograd(TRITON_PREFIX)
+    _register_autograd(TRITON_PREFIX, _triton_library)
     _OP_SETS["triton"] = _ops_with_prefix(TRITON_PREFIX)
 
 
