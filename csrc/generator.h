@@ -55,14 +55,23 @@ inline GeneratorBackwardTensors generator_backward_tensors(const at::Tensor& row
           at::empty({count, taps}, options)};
 }
 
-// The view of the parameters the row functions read; mean and invstd point at (aU) buffers.
+// The view of the parameters the row functions read, mean pointing at an (aU) buffer and invstd null,
+// for a kernel that points it at its own copy.
 template <typename acc_t>
-GeneratorView<acc_t> generator_view(const GeneratorParams& params, const at::Tensor& mean, const at::Tensor& invstd) {
+GeneratorView<acc_t> generator_view(const GeneratorParams& params, const at::Tensor& mean) {
   return {params.first_weight.const_data_ptr<acc_t>(), params.bn_weight.const_data_ptr<acc_t>(),
           params.bn_bias.const_data_ptr<acc_t>(), params.second_weight.const_data_ptr<acc_t>(),
-          mean.const_data_ptr<acc_t>(), invstd.const_data_ptr<acc_t>(),
+          mean.const_data_ptr<acc_t>(), nullptr,
           static_cast<int>(params.first_weight.size(1)), static_cast<int>(params.first_weight.size(0)),
           static_cast<int>(params.second_weight.size(0))};
+}
+
+// The same with invstd pointing at an (aU) buffer.
+template <typename acc_t>
+GeneratorView<acc_t> generator_view(const GeneratorParams& params, const at::Tensor& mean, const at::Tensor& invstd) {
+  auto view = generator_view<acc_t>(params, mean);
+  view.invstd = invstd.const_data_ptr<acc_t>();
+  return view;
 }
 
 }  // namespace dsa_ops

@@ -163,11 +163,10 @@ EvalStatistics launch_eval_forward(const EvalLaunch& launch, const at::Tensor& x
   auto var = at::empty({units}, running_mean.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_eval_forward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    // the view's invstd is set inside the kernel, to the block's shared copy
     eval_forward_kernel<scalar_t, acc_t>
         <<<static_cast<unsigned>(launch.blocks), kThreads, launch.shared_bytes, at::cuda::getCurrentCUDAStream()>>>(
             x.const_data_ptr<scalar_t>(), plane_strides(x), y.mutable_data_ptr<scalar_t>(), plane_strides(y),
-            pooled.mutable_data_ptr<acc_t>(), generator_view<acc_t>(params, running_mean, running_mean),
+            pooled.mutable_data_ptr<acc_t>(), generator_view<acc_t>(params, running_mean),
             running_var.const_data_ptr<acc_t>(), static_cast<acc_t>(eps), mean.mutable_data_ptr<acc_t>(),
             var.mutable_data_ptr<acc_t>(), channels, launch.covered, spatial, acc_t(1) / static_cast<acc_t>(spatial),
             launch.shape.tile, static_cast<int>(launch.tiles), identity);
