@@ -99,8 +99,9 @@ if grep -q "^build|pass" "$STATUS"; then
   # threads), the fuzz profile and the sanitizer.
   parallel=()
   PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 6)
-  step tests "$OUT/pytest.log" 270 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
-    $PY -m pytest tests -q -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}" &
+  # -v streams each test's outcome, so a run stopped at its limit still names its failures.
+  step tests "$OUT/pytest.log" 300 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
+    $PY -m pytest tests -v -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}" &
   step fuzz "$OUT/fuzz.log" 90 bash -c "$(declare -f fuzz_backend fuzz); fuzz" &
   step sanitizer "$OUT/sanitizer.log" 180 bash -c "$(declare -f sanitize); sanitize" &
   wait
@@ -115,7 +116,8 @@ fi
 
 echo
 echo "device: $($PY -c 'import torch; print(torch.cuda.get_device_name())' 2>/dev/null || echo 'no GPU visible')  arch: $TORCH_CUDA_ARCH_LIST"
-echo "tests: $(grep -E '(passed|failed|error)' "$OUT/pytest.log" 2>/dev/null | tail -1)"
+echo "tests: $(grep -E '[0-9]+ (passed|failed)' "$OUT/pytest.log" 2>/dev/null | tail -1)" \
+  "(tests failed as they ran: $(grep -cE '\] FAILED | FAILED +\[' "$OUT/pytest.log" 2>/dev/null))"
 $PY - "$OUT/bench.csv" "$OUT/compile/bench.csv" <<'PYEOF'
 import csv, os, sys
 rows = [r for path in sys.argv[1:] if os.path.exists(path) for r in csv.DictReader(open(path))
