@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The one prepared check for a GPU machine: build in place for the visible GPU; then, side by side (none
-# of them is timed), the whole test suite with the GPU (and slow) tests, the large property-based profile
-# on CUDA and Triton, and compute-sanitizer memcheck + racecheck on a small case; then, alone on the GPU,
-# the benchmark's paper preset on CUDA (backends and eager, modes fwd, full, inference and inplace) and
-# torch.compile of the reference (time-boxed: every shape compiles afresh). The whole check keeps to a
+# The one prepared check for a GPU machine: build in place for the visible GPU; then, alone on the GPU,
+# the benchmark's paper preset on CUDA (backends and eager, modes fwd, full, inference and inplace); then,
+# side by side (none of them is timed), the whole test suite with the GPU (and slow) tests, the large
+# property-based profile on CUDA and Triton, and compute-sanitizer memcheck + racecheck on a small case;
+# last torch.compile of the reference (time-boxed: every shape compiles afresh). The whole check keeps to a
 # budget (GPU_CHECK_BUDGET seconds, 540 by default: the device tool stops a call at 600): each step gets
 # its own limit or what is left of the budget, whichever is less, a step with no time left is skipped,
 # and the summary is always printed. Writes under $OUT its logs (one per step, one per fuzzed backend),
@@ -95,22 +95,23 @@ sanitize() {  # instrument only this package's kernels (namespace dsa_ops), whic
 
 step build "$OUT/build.log" 240 bash -c "$(declare -f build); build"
 if grep -q "^build|pass" "$STATUS"; then
-  # Correctness side by side: the suite (with pytest-xdist, where installed, in 6 processes of 2 CPU
-  # threads), the fuzz profile and the sanitizer.
-  parallel=()
-  PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 6)
-  # -v streams each test's outcome, so a run stopped at its limit still names its failures.
-  step tests "$OUT/pytest.log" 300 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
-    $PY -m pytest tests -v -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}" &
-  step fuzz "$OUT/fuzz.log" 90 bash -c "$(declare -f fuzz_backend fuzz); fuzz" &
-  step sanitizer "$OUT/sanitizer.log" 180 bash -c "$(declare -f sanitize); sanitize" &
-  wait
-  # Timings alone on the GPU.
+  # Timings first and alone on the GPU (the benchmark checks every provider against the reference before
+  # timing it, and writes its CSV after every shape).
   backends=$($PY -c "import dsa_ops
 print(','.join(['reference'] + [b for b in ('cuda', 'triton') if dsa_ops.backend_status()[b] is None]))")
   step bench "$OUT/bench.log" 200 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
     --dtypes float32,bfloat16 --providers "$backends" --modes fwd,full,inference,inplace --out "$OUT"
-  step --boxed compile "$OUT/bench.log" 45 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
+  # Correctness side by side: the suite (with pytest-xdist, where installed, in 6 processes of 2 CPU
+  # threads; -v streams each test's outcome, so a run stopped at its limit still names its failures),
+  # the fuzz profile and the sanitizer.
+  parallel=()
+  PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 6)
+  step tests "$OUT/pytest.log" 300 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
+    $PY -m pytest tests -v -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}" &
+  step --boxed fuzz "$OUT/fuzz.log" 90 bash -c "$(declare -f fuzz_backend fuzz); fuzz" &
+  step sanitizer "$OUT/sanitizer.log" 180 bash -c "$(declare -f sanitize); sanitize" &
+  wait
+  step --boxed compile "$OUT/compile.log" 45 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
     --dtypes float32 --providers reference,compile --out "$OUT/compile"
 fi
 
@@ -130,7 +131,7 @@ for r in rows:
 PYEOF
 printf '%-10s %-34s %s\n' step result seconds
 failed=0
-for name in build tests fuzz sanitizer bench compile; do
+for name in build bench tests fuzz sanitizer compile; do
   line=$(grep "^$name|" "$STATUS" | tail -1)
   verdict=${line#*|}
   verdict=${verdict%|*}
