@@ -52,7 +52,6 @@ def check_aggregate_weight(weight, x, num_segments):
 def check_parameter(p, x, name):
     if p.device != x.device:
         raise RuntimeError(f"{name} must be on x's device ({x.device}), got {p.device}; move the module with .to()")
-    allowed = {x.dtype, accumulate_dtype(x.dtype)}
-    if p.dtype not in allowed:
-        names = " or ".join(sorted(str(d) for d in allowed))
+    if p.dtype != x.dtype and p.dtype != accumulate_dtype(x.dtype):  # no set built on the passing path
+        names = " or ".join(sorted(str(d) for d in {x.dtype, accumulate_dtype(x.dtype)}))
         raise ValueError(f"{name} must be {names} for a {x.dtype} input, got {p.dtype}; cast the module or the input")

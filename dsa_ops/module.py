@@ -4,7 +4,6 @@ import warnings
 import torch
 
 from . import ops, reference
-from ._layout import accumulate_dtype
 from ._validation import check_channels, check_input, check_kernel_size, check_parameter
 
 
@@ -68,10 +67,8 @@ class DSAConv(reference.DSAReference):
         if self.training and rows < 2:
             raise ValueError(f"training needs more than one (video, channel) row for the generator's BatchNorm, "
                              f"got N*C' = {rows}; use more videos, or eval mode")
-        device, dtype, acc = x.device, x.dtype, accumulate_dtype(x.dtype)
         for name, tensor in zip(_GENERATOR_NAMES, generator_tensors):
-            if tensor.device != device or (tensor.dtype != dtype and tensor.dtype != acc):
-                check_parameter(tensor, x, name)  # raises, naming the tensor
+            check_parameter(tensor, x, name)
 
     def _generator(self):
         """(the BatchNorm module, the six generator tensors in the op's order), read from the modules'
