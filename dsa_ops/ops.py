@@ -196,7 +196,8 @@ def _autograd_kernel(op, backward, setup_context):
     """The Autograd-key kernel of op as torch.library.register_autograd makes it (an autograd.Function
     around a redispatch below autograd; the keyset travels as its last input), less that one's per-call
     argument normalisation for default values, which rebuilds the schema's argument list once per
-    argument: about 40 us of host time per call of a 12-argument op. These schemas have no defaults."""
+    argument: tens of microseconds of host time per call of a 12-argument op. These schemas have no
+    defaults."""
     if any(argument.has_default_value() for argument in op._schema.arguments):
         raise RuntimeError(f"{op} has default arguments: register its autograd with torch.library.register_autograd")
 

@@ -6,7 +6,7 @@
 # last torch.compile of the reference (time-boxed: every shape compiles afresh). The whole check keeps to a
 # budget (GPU_CHECK_BUDGET seconds, 540 by default: the device tool stops a call at 600): each step gets
 # its own limit or what is left of the budget, whichever is less, a step with no time left is skipped,
-# and the summary is always printed. Writes under $OUT its logs (one per step, one per fuzzed backend),
+# and the summary is always printed. Writes under $OUT its logs (one per step, fuzz_<backend>.log per backend),
 # bench.csv/md, kernels.csv (where each provider's GPU time goes, per kernel) and compile/bench.csv/md.
 #   OUT=/tmp/out scripts/gpu_check.sh          (PYTHON=python3 by default)
 set -uo pipefail
@@ -31,7 +31,7 @@ BUDGET="${GPU_CHECK_BUDGET:-540}"
 SUMMARY_SECONDS=15  # kept back for the summary
 START=$(date +%s)
 STATUS=$(mktemp)    # "name|verdict|seconds" per step: steps run in subshells too
-export PYTHONUNBUFFERED=1 OUT PY TEST_PYTHONPATH  # for the functions the steps run in `bash -c`
+export PYTHONUNBUFFERED=1 OUT PY  # for the functions the steps run in `bash -c`
 
 record() {  # record NAME VERDICT SECONDS
   echo "$1|$2|$3" >>"$STATUS"
@@ -67,24 +67,6 @@ build() {  # the host compiler first: an extension built by another g++ than tor
   $PY -c "import torch; print('torch was built by', *[l.strip(' -') for l in torch.__config__.show().splitlines() if l.strip().startswith('- GCC')])"
   $PY setup.py build_ext --inplace && $PY -m dsa_ops.info
 }
-# The large property-based profile (1000 random cases per backend) on CUDA and Triton side by side, each
-# time-boxed at 60 s (a failure still fails the step); $OUT/fuzz_<backend>.log counts the passed cases
-# every 25.
-fuzz_backend() {
-  timeout 60 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_FUZZ_EXAMPLES=1000 OMP_NUM_THREADS=2 \
-    $PY -m pytest tests/test_fuzz.py -q -s -rfEs -p no:cacheprovider -k "$1" >"$OUT/fuzz_$1.log" 2>&1
-  local rc=$?
-  [ $rc -eq 124 ] && echo "$1: stopped at the 60 s time box; what ran before that is in fuzz_$1.log"
-  return $((rc == 124 ? 0 : rc))
-}
-fuzz() {
-  fuzz_backend cuda & local cuda_job=$!
-  fuzz_backend triton & local triton_job=$!
-  wait $cuda_job; local cuda_rc=$?
-  wait $triton_job; local triton_rc=$?
-  grep -h "cases passed" "$OUT"/fuzz_*.log | tail -n 20
-  return $((cuda_rc || triton_rc))
-}
 sanitize() {  # instrument only this package's kernels (namespace dsa_ops), which keeps it fast; no leak
   # check, as the caching allocator and cuBLAS keep their memory to the end by design
   local only_ours=(--kernel-name kns=dsa_ops)
@@ -103,12 +85,17 @@ print(','.join(['reference'] + [b for b in ('cuda', 'triton') if dsa_ops.backend
     --dtypes float32,bfloat16 --providers "$backends" --modes fwd,full,inference,inplace --out "$OUT"
   # Correctness side by side: the suite (with pytest-xdist, where installed, in 6 processes of 2 CPU
   # threads; -v streams each test's outcome, so a run stopped at its limit still names its failures),
-  # the fuzz profile and the sanitizer.
+  # the large property-based profile (1000 random cases) on CUDA and on Triton, each time-boxed at 60 s
+  # (a failure still fails it; fuzz_<backend>.log counts the passed cases every 25), and the sanitizer.
   parallel=()
   PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 6)
   step tests "$OUT/pytest.log" 300 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
     $PY -m pytest tests -v -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}" &
-  step --boxed fuzz "$OUT/fuzz.log" 90 bash -c "$(declare -f fuzz_backend fuzz); fuzz" &
+  for backend in cuda triton; do
+    step --boxed "fuzz_$backend" "$OUT/fuzz_$backend.log" 60 env PYTHONPATH="$TEST_PYTHONPATH" \
+      DSA_OPS_FUZZ_EXAMPLES=1000 OMP_NUM_THREADS=2 \
+      $PY -m pytest tests/test_fuzz.py -q -s -rfEs -p no:cacheprovider -k "$backend" &
+  done
   step sanitizer "$OUT/sanitizer.log" 180 bash -c "$(declare -f sanitize); sanitize" &
   wait
   step --boxed compile "$OUT/compile.log" 45 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
@@ -119,6 +106,9 @@ echo
 echo "device: $($PY -c 'import torch; print(torch.cuda.get_device_name())' 2>/dev/null || echo 'no GPU visible')  arch: $TORCH_CUDA_ARCH_LIST"
 echo "tests: $(grep -E '[0-9]+ (passed|failed)' "$OUT/pytest.log" 2>/dev/null | tail -1)" \
   "(tests failed as they ran: $(grep -cE '\] FAILED | FAILED +\[' "$OUT/pytest.log" 2>/dev/null))"
+for backend in cuda triton; do
+  echo "fuzz $backend: $(grep -h "cases passed" "$OUT/fuzz_$backend.log" 2>/dev/null | tail -1)"
+done
 $PY - "$OUT/bench.csv" "$OUT/compile/bench.csv" <<'PYEOF'
 import csv, os, sys
 rows = [r for path in sys.argv[1:] if os.path.exists(path) for r in csv.DictReader(open(path))
@@ -129,13 +119,13 @@ for r in rows:
           f"{r['x_clone']:>6}x clone  {r['gpu_x_clone']:>6}x device  {r['vs_eager']:>7} vs eager  "
           f"{r['host_ms']:>7} ms host")
 PYEOF
-printf '%-10s %-34s %s\n' step result seconds
+printf '%-12s %-34s %s\n' step result seconds
 failed=0
-for name in build bench tests fuzz sanitizer compile; do
+for name in build bench tests fuzz_cuda fuzz_triton sanitizer compile; do
   line=$(grep "^$name|" "$STATUS" | tail -1)
   verdict=${line#*|}
   verdict=${verdict%|*}
-  printf '%-10s %-34s %s\n' "$name" "${verdict:-not run (build failed)}" "${line##*|}"
+  printf '%-12s %-34s %s\n' "$name" "${verdict:-not run (build failed)}" "${line##*|}"
   case "$verdict" in pass*) ;; *) failed=1 ;; esac
 done
 rm -f "$STATUS"
