@@ -1,8 +1,11 @@
-// Aggregation along the segment axis on the CPU, and its two backward kernels.
+// Aggregation along the segment axis on the CPU: the forward, grad_x (the same sum with the taps
+// reversed and the pooled gradient folded in) and the in-place forward.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
+#include <algorithm>
 #include <array>
+#include <type_traits>
 #include <vector>
 
 #include "kernels.h"
@@ -35,11 +38,65 @@ void copy_passthrough(const at::Tensor& in, at::Tensor& out, int64_t channels) {
                      });
 }
 
+// The weight of tap k at line position i: one value per tap for lines along s (a line is one channel),
+// one per channel for lines along the channels (tap k's C' weights, contiguous).
+template <typename acc_t>
+struct TapScalars {
+  const acc_t* w;  // (K)
+  acc_t at(int k, int64_t) const { return w[k]; }
+};
+
+template <typename acc_t>
+struct TapLines {
+  const acc_t* w;  // (K, C'), at the line's first channel
+  int64_t tap_stride;
+  acc_t at(int k, int64_t i) const { return w[k * tap_stride + i]; }
+};
+
+// out[i] (+)= sum over kTaps taps k of weights.at(first + k, i) * rows[k * row_stride + i], the taps
+// added in order to 0 or (kAccumulate) to out[i]: one pass over out with the taps in registers.
+template <int kTaps, bool kAccumulate, typename acc_t, typename Weights>
+inline void add_taps(acc_t* out, const acc_t* rows, int64_t row_stride, const Weights& weights, int first,
+                     int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    acc_t a = kAccumulate ? out[i] : acc_t(0);
+#pragma GCC unroll 4
+    for (int k = 0; k < kTaps; ++k) a += weights.at(first + k, i) * rows[k * row_stride + i];
+    out[i] = a;
+  }
+}
+
+// out[i] = sum over taps k in [begin, end) of weights.at(k, i) * rows[(k - begin) * row_stride + i], in
+// tap order, up to four taps per pass over out.
+template <typename acc_t, typename Weights>
+void sum_taps(acc_t* out, const acc_t* rows, int64_t row_stride, const Weights& weights, int begin, int end,
+              int64_t n) {
+  for (int k = begin; k < end; k += 4) {
+    const acc_t* r = rows + (k - begin) * row_stride;
+    const bool first = k == begin;
+    switch (std::min(4, end - k)) {
+      case 1:
+        first ? add_taps<1, false>(out, r, row_stride, weights, k, n) : add_taps<1, true>(out, r, row_stride, weights, k, n);
+        break;
+      case 2:
+        first ? add_taps<2, false>(out, r, row_stride, weights, k, n) : add_taps<2, true>(out, r, row_stride, weights, k, n);
+        break;
+      case 3:
+        first ? add_taps<3, false>(out, r, row_stride, weights, k, n) : add_taps<3, true>(out, r, row_stride, weights, k, n);
+        break;
+      default:
+        first ? add_taps<4, false>(out, r, row_stride, weights, k, n) : add_taps<4, true>(out, r, row_stride, weights, k, n);
+    }
+  }
+}
+
 // out = sum_k weight[k] * x[u + k - P] (+ x when identity) (+ grad_pooled / S when given) on the first
-// C' channels (grad_x is this on grad_y with the taps reversed). out may be x itself: for each line
-// position the U rows of a video are all read into a (U, line) buffer before any of them is written.
+// C' channels (grad_x is this on grad_y with the taps reversed). Where x and out are float32 or float64,
+// distinct and unit-stride along the lines, each output line is summed straight from x's rows into out;
+// otherwise (out may be x itself, or values need converting) the U rows of a line are first read into a
+// (U, line) buffer in the accumulation type, before any of them is written.
 // Memory plan: reads the C' channels of x once and writes them once; the U rows of a line stay in L1
-// while their K taps are summed. One pass.
+// while each output row sums its K taps in one pass. One pass.
 template <typename scalar_t>
 void aggregate_into(const at::Tensor& x, const at::Tensor& weight, int64_t num_segments, bool identity,
                     const std::optional<at::Tensor>& grad_pooled, const at::Tensor& out) {
@@ -54,6 +111,7 @@ void aggregate_into(const at::Tensor& x, const at::Tensor& weight, int64_t num_s
   const bool along_channels = lines_along_channels(xs);
   const int64_t x_step = line_stride(xs, along_channels);
   const int64_t y_step = line_stride(ys, along_channels);
+  const bool direct = std::is_same_v<scalar_t, acc_t> && x_step == 1 && y_step == 1 && !x.is_same(out);
   const auto by_tap = weights_by_tap(weight);
   const scalar_t* src = x.const_data_ptr<scalar_t>();
   const acc_t* w = weight.const_data_ptr<acc_t>();
@@ -67,30 +125,48 @@ void aggregate_into(const at::Tensor& x, const at::Tensor& weight, int64_t num_s
     for (int64_t u = 0; pooled && u < num_segments; ++u)
       for (int64_t c = c0; c < c1; ++c)
         pooled_terms[u * kLineLength + c - c0] = pooled[(n * channels + c) * num_segments + u] * scale;
-    std::vector<acc_t> rows_acc(num_segments * kLineLength);
+    std::vector<acc_t> staged(direct ? 0 : num_segments * kLineLength);
+    std::array<acc_t, kLineLength> line_sums;
     for_each_line(c0, c1, spatial, along_channels, [&](const Line& line) {
-      for (int64_t u = 0; u < num_segments; ++u) {
-        acc_t* acc = rows_acc.data() + u * kLineLength;
-        const int64_t row = n * num_segments + u;
-        const auto taps = valid_taps(u, num_segments, kernel_size);
-        std::fill_n(acc, line.length, acc_t(0));
-        for (int64_t k = taps.begin; k < taps.end; ++k) {
-          const scalar_t* tap = src + offset(xs, row + k - pad, line.channel, line.s);
-          if (along_channels) {
-            add_scaled(acc, w_by_tap + (n * kernel_size + k) * channels + line.channel, tap, x_step, line.length);
-          } else {
-            add_scaled(acc, w[(n * channels + line.channel) * kernel_size + k], tap, x_step, line.length);
-          }
-        }
-        if (identity) add_scaled(acc, acc_t(1), src + offset(xs, row, line.channel, line.s), x_step, line.length);
-        if (pooled) {
-          const acc_t* terms = pooled_terms.data() + u * kLineLength + (line.channel - c0);
-          for (int64_t i = 0; i < line.length; ++i) acc[i] += along_channels ? terms[i] : terms[0];
+      // rows[v * row_stride + i]: segment v of the line, in x or staged
+      const acc_t* rows = staged.data();
+      int64_t row_stride = kLineLength;
+      if (direct) {
+        rows = reinterpret_cast<const acc_t*>(src + offset(xs, n * num_segments, line.channel, line.s));
+        row_stride = xs.row;
+      } else {
+        for (int64_t v = 0; v < num_segments; ++v) {
+          load_line(staged.data() + v * kLineLength, src + offset(xs, n * num_segments + v, line.channel, line.s),
+                    x_step, line.length);
         }
       }
       for (int64_t u = 0; u < num_segments; ++u) {
-        store_line(dst + offset(ys, n * num_segments + u, line.channel, line.s), y_step,
-                   rows_acc.data() + u * kLineLength, line.length);
+        scalar_t* target = dst + offset(ys, n * num_segments + u, line.channel, line.s);
+        acc_t* acc = direct ? reinterpret_cast<acc_t*>(target) : line_sums.data();
+        const auto taps = valid_taps(u, num_segments, kernel_size);
+        const acc_t* tap_rows = rows + (u + taps.begin - pad) * row_stride;
+        const int begin = static_cast<int>(taps.begin), end = static_cast<int>(taps.end);
+        if (along_channels) {
+          const TapLines<acc_t> weights{w_by_tap + n * kernel_size * channels + line.channel, channels};
+          sum_taps(acc, tap_rows, row_stride, weights, begin, end, line.length);
+        } else {
+          const TapScalars<acc_t> weights{w + (n * channels + line.channel) * kernel_size};
+          sum_taps(acc, tap_rows, row_stride, weights, begin, end, line.length);
+        }
+        if (identity) {
+          const acc_t* own = rows + u * row_stride;
+          for (int64_t i = 0; i < line.length; ++i) acc[i] += own[i];
+        }
+        if (pooled) {
+          const acc_t* terms = pooled_terms.data() + u * kLineLength + (line.channel - c0);
+          if (along_channels) {
+            for (int64_t i = 0; i < line.length; ++i) acc[i] += terms[i];
+          } else {
+            const acc_t term = terms[0];
+            for (int64_t i = 0; i < line.length; ++i) acc[i] += term;
+          }
+        }
+        if (!direct) store_line(target, y_step, acc, line.length);
       }
     });
   });
@@ -113,61 +189,6 @@ void aggregate_inplace(const at::Tensor& x, const at::Tensor& weight, int64_t nu
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cpu_aggregate_inplace", [&] {
     aggregate_into<scalar_t>(x, weight, num_segments, identity, std::nullopt, x);
   });
-}
-
-// Memory plan: reads the C' channels of grad_y and x once each, writes (N, C', K) sums. Partial sums
-// are kept per (tap, line position) and reduced in a fixed order, each (video, channel) by one task:
-// deterministic.
-at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments, int64_t channels,
-                       int64_t kernel_size) {
-  const int64_t videos = x.size(0) / num_segments;
-  const int64_t pad = (kernel_size - 1) / 2;
-  const int64_t spatial = spatial_size(x);
-  auto out = at::empty({videos, channels, kernel_size}, x.options().dtype(accumulate_dtype(x.scalar_type())));
-  const auto gys = plane_strides(grad_y);
-  const auto xs = plane_strides(x);
-  const bool along_channels = lines_along_channels(xs);
-  const int64_t gy_step = line_stride(gys, along_channels);
-  const int64_t x_step = line_stride(xs, along_channels);
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cpu_grad_weight", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* dy = grad_y.const_data_ptr<scalar_t>();
-    const scalar_t* src = x.const_data_ptr<scalar_t>();
-    acc_t* dst = out.mutable_data_ptr<acc_t>();
-    parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
-      std::vector<acc_t> sums(kernel_size * kLineLength);
-      std::array<acc_t, kLineLength> dy_line;
-      auto accumulate = [&](const Line& line) {
-        for (int64_t u = 0; u < num_segments; ++u) {
-          const int64_t row = n * num_segments + u;
-          load_line(dy_line.data(), dy + offset(gys, row, line.channel, line.s), gy_step, line.length);
-          const auto taps = valid_taps(u, num_segments, kernel_size);
-          for (int64_t k = taps.begin; k < taps.end; ++k) {
-            add_scaled(sums.data() + k * kLineLength, static_cast<const acc_t*>(dy_line.data()),
-                       src + offset(xs, row + k - pad, line.channel, line.s), x_step, line.length);
-          }
-        }
-      };
-      if (along_channels) {
-        std::fill(sums.begin(), sums.end(), acc_t(0));
-        for_each_line(c0, c1, spatial, true, accumulate);
-        for (int64_t c = c0; c < c1; ++c)
-          for (int64_t k = 0; k < kernel_size; ++k)
-            dst[(n * channels + c) * kernel_size + k] = sums[k * kLineLength + c - c0];
-        return;
-      }
-      for (int64_t c = c0; c < c1; ++c) {
-        std::fill(sums.begin(), sums.end(), acc_t(0));
-        for_each_line(c, c + 1, spatial, false, accumulate);
-        for (int64_t k = 0; k < kernel_size; ++k) {
-          acc_t total = 0;
-          for (int64_t i = 0; i < kLineLength; ++i) total += sums[k * kLineLength + i];
-          dst[(n * channels + c) * kernel_size + k] = total;
-        }
-      }
-    });
-  });
-  return out;
 }
 
 }  // namespace dsa_ops::cpu

@@ -118,6 +118,36 @@ inline void store_line(scalar_t* dst, int64_t stride, const acc_t* src, int64_t 
   }
 }
 
+// Partial sums of a reduction along a line: lane j adds the positions i with i % kLanes == j, so that
+// the compiler can keep the lanes in vector registers while the order stays fixed (deterministic).
+constexpr int kLanes = 8;
+
+// lanes[j] += sum over i < n, i % kLanes == j, of term(i); the line's sums are kept in registers and
+// added to lanes once.
+template <typename acc_t, typename Term>
+inline void add_lane_sums(acc_t* lanes, int64_t n, const Term& term) {
+  acc_t line[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) line[j] += term(i + j);
+  }
+  for (int j = 0; i + j < n; ++j) line[j] += term(i + j);
+  for (int j = 0; j < kLanes; ++j) lanes[j] += line[j];
+}
+
+// The sum of v[0], ..., v[n - 1] (n >= 1), added pairwise in a fixed order (v[i] += v[i + half] over
+// halving widths: vectorisable, deterministic); overwrites v.
+template <typename acc_t>
+inline acc_t fold_sum(acc_t* v, int64_t n) {
+  while (n > 1) {
+    const int64_t half = n / 2;
+    const int64_t odd = n - 2 * half;
+    for (int64_t i = 0; i < half; ++i) v[odd + i] += v[odd + half + i];
+    n = odd + half;
+  }
+  return v[0];
+}
+
 // (N, C', K) -> (N, K, C'): per-channel weights contiguous along the channels, for lines along them.
 inline at::Tensor weights_by_tap(const at::Tensor& weight) { return weight.transpose(1, 2).contiguous(); }
 

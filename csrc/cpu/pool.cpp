@@ -2,6 +2,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -10,8 +11,9 @@
 
 namespace dsa_ops::cpu {
 
-// Memory plan: reads the C' processed channels of x once, writes (N, C', U) means. One pass.
-// Sums are kept per line position and reduced at the end in a fixed order: deterministic.
+// Memory plan: reads the C' processed channels of x once, writes (N, C', U) means. One pass. Sums are
+// kept per channel for lines along the channels, in kLanes lanes for a (row, channel) plane along s, and
+// reduced in a fixed order: deterministic.
 at::Tensor pool(const at::Tensor& x, int64_t num_segments, int64_t channels) {
   const int64_t videos = x.size(0) / num_segments;
   const int64_t spatial = spatial_size(x);
@@ -25,9 +27,9 @@ at::Tensor pool(const at::Tensor& x, int64_t num_segments, int64_t channels) {
     acc_t* dst = out.mutable_data_ptr<acc_t>();
     const acc_t scale = acc_t(1) / static_cast<acc_t>(spatial);
     parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
-      std::vector<acc_t> sums(num_segments * kLineLength, acc_t(0));
-      auto row_sums = [&](int64_t u) { return sums.data() + u * kLineLength; };
       if (along_channels) {
+        std::vector<acc_t> sums(num_segments * kLineLength, acc_t(0));
+        auto row_sums = [&](int64_t u) { return sums.data() + u * kLineLength; };
         for_each_line(c0, c1, spatial, true, [&](const Line& line) {
           for (int64_t u = 0; u < num_segments; ++u) {
             add_scaled(row_sums(u), acc_t(1), src + offset(xs, n * num_segments + u, line.channel, line.s), stride,
@@ -39,16 +41,11 @@ at::Tensor pool(const at::Tensor& x, int64_t num_segments, int64_t channels) {
         return;
       }
       for (int64_t c = c0; c < c1; ++c) {
-        std::fill(sums.begin(), sums.end(), acc_t(0));
-        for_each_line(c, c + 1, spatial, false, [&](const Line& line) {
-          for (int64_t u = 0; u < num_segments; ++u) {
-            add_scaled(row_sums(u), acc_t(1), src + offset(xs, n * num_segments + u, c, line.s), stride, line.length);
-          }
-        });
         for (int64_t u = 0; u < num_segments; ++u) {
-          acc_t total = 0;
-          for (int64_t i = 0; i < kLineLength; ++i) total += row_sums(u)[i];
-          dst[(n * channels + c) * num_segments + u] = total * scale;
+          const scalar_t* plane = src + offset(xs, n * num_segments + u, c, 0);
+          acc_t lanes[kLanes] = {};
+          add_lane_sums(lanes, spatial, [&](int64_t i) { return static_cast<acc_t>(plane[i]); });
+          dst[(n * channels + c) * num_segments + u] = fold_sum(lanes, kLanes) * scale;
         }
       }
     });

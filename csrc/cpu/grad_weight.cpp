@@ -1,0 +1,86 @@
+// The aggregation weights' gradient on the CPU: sum over U and S of grad_y[u] * x[u + k - P].
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+
+#include <algorithm>
+#include <array>
+#include <type_traits>
+#include <vector>
+
+#include "kernels.h"
+#include "plane_loop.h"
+
+namespace dsa_ops::cpu {
+
+// Memory plan: reads the C' channels of grad_y and x once each, writes (N, C', K) sums. Each (video,
+// channel) is reduced by one task in a fixed order: deterministic. Lines along s keep kLanes partial
+// sums per tap; lines along the channels one per (tap, channel).
+at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments, int64_t channels,
+                       int64_t kernel_size) {
+  const int64_t videos = x.size(0) / num_segments;
+  const int64_t pad = (kernel_size - 1) / 2;
+  const int64_t spatial = spatial_size(x);
+  auto out = at::empty({videos, channels, kernel_size}, x.options().dtype(accumulate_dtype(x.scalar_type())));
+  const auto gys = plane_strides(grad_y);
+  const auto xs = plane_strides(x);
+  const bool along_channels = lines_along_channels(xs);
+  const int64_t gy_step = line_stride(gys, along_channels);
+  const int64_t x_step = line_stride(xs, along_channels);
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cpu_grad_weight", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    const scalar_t* dy = grad_y.const_data_ptr<scalar_t>();
+    const scalar_t* src = x.const_data_ptr<scalar_t>();
+    acc_t* dst = out.mutable_data_ptr<acc_t>();
+    const bool dy_direct = std::is_same_v<scalar_t, acc_t> && gy_step == 1;
+    parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
+      std::array<acc_t, kLineLength> dy_line;
+      // grad_y's line of row `row` in the accumulation type: in place where it already is, else converted
+      auto dy_of = [&](int64_t row, const Line& line) -> const acc_t* {
+        const scalar_t* at = dy + offset(gys, row, line.channel, line.s);
+        if (dy_direct) return reinterpret_cast<const acc_t*>(at);
+        load_line(dy_line.data(), at, gy_step, line.length);
+        return dy_line.data();
+      };
+      if (along_channels) {
+        std::vector<acc_t> sums(kernel_size * kLineLength, acc_t(0));
+        for_each_line(c0, c1, spatial, true, [&](const Line& line) {
+          for (int64_t u = 0; u < num_segments; ++u) {
+            const int64_t row = n * num_segments + u;
+            const acc_t* g = dy_of(row, line);
+            const auto taps = valid_taps(u, num_segments, kernel_size);
+            for (int64_t k = taps.begin; k < taps.end; ++k) {
+              add_scaled(sums.data() + k * kLineLength, g, src + offset(xs, row + k - pad, line.channel, line.s), x_step,
+                         line.length);
+            }
+          }
+        });
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t k = 0; k < kernel_size; ++k)
+            dst[(n * channels + c) * kernel_size + k] = sums[k * kLineLength + c - c0];
+        return;
+      }
+      std::vector<acc_t> lanes(kernel_size * kLanes);  // (K, kLanes)
+      for (int64_t c = c0; c < c1; ++c) {
+        std::fill(lanes.begin(), lanes.end(), acc_t(0));
+        for_each_line(c, c + 1, spatial, false, [&](const Line& line) {
+          for (int64_t u = 0; u < num_segments; ++u) {
+            const int64_t row = n * num_segments + u;
+            const acc_t* g = dy_of(row, line);
+            const auto taps = valid_taps(u, num_segments, kernel_size);
+            for (int64_t k = taps.begin; k < taps.end; ++k) {
+              const scalar_t* x_line = src + offset(xs, row + k - pad, c, line.s);
+              add_lane_sums(lanes.data() + k * kLanes, line.length,
+                            [&](int64_t i) { return g[i] * static_cast<acc_t>(x_line[i]); });
+            }
+          }
+        });
+        for (int64_t k = 0; k < kernel_size; ++k) {
+          dst[(n * channels + c) * kernel_size + k] = fold_sum(lanes.data() + k * kLanes, kLanes);
+        }
+      }
+    });
+  });
+  return out;
+}
+
+}  // namespace dsa_ops::cpu
