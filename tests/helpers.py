@@ -118,16 +118,18 @@ def check_inplace(rng, backend, *, videos, channels, num_segments, kernel_size, 
 
 
 def check_module(rng, backend, *, videos=2, channels=16, num_segments=4, kernel_size=3, split=0.25, identity=False,
-                 tail=(3, 5, 5), layout="contiguous", dtype=torch.float32, training=True, relative_to_peak=False):
+                 tail=(3, 5, 5), layout="contiguous", dtype=torch.float32, training=True, relative_to_peak=False,
+                 grad_layout=None):
     """DSAConv on `backend` against the float64 reference: output, input and parameter gradients,
     running stats. relative_to_peak: gradient tolerances scale with the reference gradient's largest
     entry (for random shapes, where a small-variance BatchNorm feature makes gradients large and the
-    rounding of the large terms shows in the small entries)."""
+    rounding of the large terms shows in the small entries). grad_layout: the output gradient's layout
+    (default: x's)."""
     fused, ref = configured_pair(rng, backend, channels, num_segments, kernel_size, split, identity, training, dtype)
     shape = (videos * num_segments, channels, *tail)
     device = DEVICE_OF[backend]
     x = make_input(shape, dtype, layout, rng, device=device)
-    grad = make_input(shape, dtype, layout, rng, device=device)
+    grad = make_input(shape, dtype, grad_layout or layout, rng, device=device)
     y, gx, gparams = run_module(fused, x, grad)
     y_ref, gx_ref, gparams_ref = run_module(ref, x.cpu().double(), grad.cpu().double())
     assert y.dtype == dtype and y.shape == x.shape and gx.dtype == dtype

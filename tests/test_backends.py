@@ -38,6 +38,14 @@ def test_dtypes(rng, backend, dtype, training, layout):
     check_module(rng, backend, dtype=dtype, training=training, layout=layout, channels=32)
 
 
+@pytest.mark.parametrize("layout,grad_layout", [("contiguous", "channels_last"), ("channels_last", "contiguous")])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_gradient_in_another_layout(rng, backend, layout, grad_layout, dtype):
+    """The output gradient need not share x's layout: grad_weight then walks the two along different
+    strides, and grad_x follows the gradient's layout."""
+    check_module(rng, backend, layout=layout, grad_layout=grad_layout, dtype=dtype, tail=(3, 5, 6), channels=24)
+
+
 def test_output_layout_follows_input(rng, backend):
     module = dsa_ops.DSAConv(16, split_ratio=0.25, backend=backend).to(DEVICE_OF[backend])
     x = make_input((8, 16, 2, 3, 3), layout="channels_last", generator=rng, device=DEVICE_OF[backend])
