@@ -2,7 +2,6 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
-#include <algorithm>
 #include <array>
 #include <vector>
 
