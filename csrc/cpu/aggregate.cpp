@@ -71,23 +71,15 @@ inline void add_taps(acc_t* out, const acc_t* rows, int64_t row_stride, const We
 template <typename acc_t, typename Weights>
 void sum_taps(acc_t* out, const acc_t* rows, int64_t row_stride, const Weights& weights, int begin, int end,
               int64_t n) {
-  for (int k = begin; k < end; k += 4) {
+  for_tap_groups(begin, end, [&](auto count, int k) {
+    constexpr int kTaps = decltype(count)::value;
     const acc_t* r = rows + (k - begin) * row_stride;
-    const bool first = k == begin;
-    switch (std::min(4, end - k)) {
-      case 1:
-        first ? add_taps<1, false>(out, r, row_stride, weights, k, n) : add_taps<1, true>(out, r, row_stride, weights, k, n);
-        break;
-      case 2:
-        first ? add_taps<2, false>(out, r, row_stride, weights, k, n) : add_taps<2, true>(out, r, row_stride, weights, k, n);
-        break;
-      case 3:
-        first ? add_taps<3, false>(out, r, row_stride, weights, k, n) : add_taps<3, true>(out, r, row_stride, weights, k, n);
-        break;
-      default:
-        first ? add_taps<4, false>(out, r, row_stride, weights, k, n) : add_taps<4, true>(out, r, row_stride, weights, k, n);
+    if (k == begin) {
+      add_taps<kTaps, false>(out, r, row_stride, weights, k, n);
+    } else {
+      add_taps<kTaps, true>(out, r, row_stride, weights, k, n);
     }
-  }
+  });
 }
 
 // out = sum_k weight[k] * x[u + k - P] (+ x when identity) (+ grad_pooled / S when given) on the first

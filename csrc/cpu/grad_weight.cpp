@@ -12,6 +12,21 @@
 
 namespace dsa_ops::cpu {
 
+namespace {
+
+// sums[k * kLineLength + i] += dy[i] * rows[k * row_stride + i] for kTaps taps, in one pass. (x's lines
+// are unit-stride: readable_input leaves a stride on the line's axis only where lines hold one element.)
+template <int kTaps, typename acc_t, typename scalar_t>
+inline void add_tap_products(acc_t* sums, const acc_t* dy, const scalar_t* rows, int64_t row_stride, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const acc_t d = dy[i];
+#pragma GCC unroll 4
+    for (int k = 0; k < kTaps; ++k) sums[k * kLineLength + i] += d * static_cast<acc_t>(rows[k * row_stride + i]);
+  }
+}
+
+}  // namespace
+
 // Memory plan: reads the C' channels of grad_y and x once each, writes (N, C', K) sums. Each (video,
 // channel) is reduced by one task in a fixed order: deterministic. Lines along s keep kLanes partial
 // sums per tap; lines along the channels one per (tap, channel).
@@ -25,7 +40,6 @@ at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t nu
   const auto xs = plane_strides(x);
   const bool along_channels = lines_along_channels(xs);
   const int64_t gy_step = line_stride(gys, along_channels);
-  const int64_t x_step = line_stride(xs, along_channels);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cpu_grad_weight", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const scalar_t* dy = grad_y.const_data_ptr<scalar_t>();
@@ -48,10 +62,11 @@ at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t nu
             const int64_t row = n * num_segments + u;
             const acc_t* g = dy_of(row, line);
             const auto taps = valid_taps(u, num_segments, kernel_size);
-            for (int64_t k = taps.begin; k < taps.end; ++k) {
-              add_scaled(sums.data() + k * kLineLength, g, src + offset(xs, row + k - pad, line.channel, line.s), x_step,
-                         line.length);
-            }
+            const scalar_t* rows = src + offset(xs, row + taps.begin - pad, line.channel, line.s);
+            for_tap_groups(static_cast<int>(taps.begin), static_cast<int>(taps.end), [&](auto count, int k) {
+              add_tap_products<decltype(count)::value>(sums.data() + k * kLineLength, g,
+                                                       rows + (k - taps.begin) * xs.row, xs.row, line.length);
+            });
           }
         });
         for (int64_t c = c0; c < c1; ++c)

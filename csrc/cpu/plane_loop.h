@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "../layout.h"
 
@@ -83,6 +84,27 @@ struct TapRange {
 inline TapRange valid_taps(int64_t u, int64_t num_segments, int64_t kernel_size) {
   const int64_t pad = (kernel_size - 1) / 2;
   return {std::max<int64_t>(0, pad - u), std::min<int64_t>(kernel_size, num_segments + pad - u)};
+}
+
+// f(std::integral_constant<int, count>{}, k) over the taps [begin, end) in groups of up to four, each
+// group `count` taps from tap k: a kernel can keep a group's taps in registers over one pass.
+template <typename F>
+inline void for_tap_groups(int begin, int end, const F& f) {
+  for (int k = begin; k < end; k += 4) {
+    switch (std::min(4, end - k)) {
+      case 1:
+        f(std::integral_constant<int, 1>{}, k);
+        break;
+      case 2:
+        f(std::integral_constant<int, 2>{}, k);
+        break;
+      case 3:
+        f(std::integral_constant<int, 3>{}, k);
+        break;
+      default:
+        f(std::integral_constant<int, 4>{}, k);
+    }
+  }
 }
 
 // acc[i] += w[i] * src[i * stride]; w is one scalar for the line or one value per element.
