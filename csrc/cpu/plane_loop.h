@@ -107,18 +107,13 @@ inline void for_tap_groups(int begin, int end, const F& f) {
   }
 }
 
-// acc[i] += w[i] * src[i * stride]; w is one scalar for the line or one value per element.
-template <typename acc_t>
-inline acc_t weight_at(acc_t w, int64_t) { return w; }
-template <typename acc_t>
-inline acc_t weight_at(const acc_t* w, int64_t i) { return w[i]; }
-
-template <typename acc_t, typename W, typename scalar_t>
-inline void add_scaled(acc_t* acc, W w, const scalar_t* src, int64_t stride, int64_t n) {
+// acc[i] += src[i * stride], converted to acc_t.
+template <typename acc_t, typename scalar_t>
+inline void add_line(acc_t* acc, const scalar_t* src, int64_t stride, int64_t n) {
   if (stride == 1) {
-    for (int64_t i = 0; i < n; ++i) acc[i] += weight_at<acc_t>(w, i) * static_cast<acc_t>(src[i]);
+    for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<acc_t>(src[i]);
   } else {
-    for (int64_t i = 0; i < n; ++i) acc[i] += weight_at<acc_t>(w, i) * static_cast<acc_t>(src[i * stride]);
+    for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<acc_t>(src[i * stride]);
   }
 }
 

@@ -31,8 +31,7 @@ at::Tensor pool(const at::Tensor& x, int64_t num_segments, int64_t channels) {
         auto row_sums = [&](int64_t u) { return sums.data() + u * kLineLength; };
         for_each_line(c0, c1, spatial, true, [&](const Line& line) {
           for (int64_t u = 0; u < num_segments; ++u) {
-            add_scaled(row_sums(u), acc_t(1), src + offset(xs, n * num_segments + u, line.channel, line.s), stride,
-                       line.length);
+            add_line(row_sums(u), src + offset(xs, n * num_segments + u, line.channel, line.s), stride, line.length);
           }
         });
         for (int64_t u = 0; u < num_segments; ++u)
