@@ -52,9 +52,8 @@ template <typename scalar_t, typename acc_t, typename index_t>
 __global__ void aggregate_inplace_kernel(scalar_t* __restrict__ x, PlaneStrides xs, const acc_t* __restrict__ weight,
                                          index_t videos, index_t channels, index_t spatial, int num_segments,
                                          int kernel_size, bool identity, bool by_channel) {
-  extern __shared__ unsigned char scratch_bytes[];
   // column[v * blockDim.x] holds segment v of this thread's column: a warp's accesses hit 32 banks.
-  acc_t* column = reinterpret_cast<acc_t*>(scratch_bytes) + threadIdx.x;
+  acc_t* column = dynamic_shared<acc_t>() + threadIdx.x;
   const auto staged = [&](int v) { return column[v * blockDim.x]; };
   const index_t total = videos * channels * spatial;
   for (index_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
@@ -95,19 +94,18 @@ at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_aggregate", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const acc_t* pooled = grad_pooled ? grad_pooled->const_data_ptr<acc_t>() : nullptr;
-      auto launch = [&](auto index) {
+      auto launch_indexed = [&](auto index) {
         using index_t = decltype(index);
-        aggregate_kernel<scalar_t, acc_t, index_t><<<grid_size(work), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-            x.const_data_ptr<scalar_t>(), xs, y.mutable_data_ptr<scalar_t>(), ys, weight.const_data_ptr<acc_t>(),
-            pooled, acc_t(1) / static_cast<acc_t>(spatial), index_t(videos), index_t(channels), index_t(x.size(1)),
-            index_t(spatial), static_cast<int>(num_segments), static_cast<int>(weight.size(2)), identity,
-            along_channels(xs));
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        launch(aggregate_kernel<scalar_t, acc_t, index_t>, grid_size(work), kThreads, 0, x.const_data_ptr<scalar_t>(),
+               xs, y.mutable_data_ptr<scalar_t>(), ys, weight.const_data_ptr<acc_t>(), pooled,
+               acc_t(1) / static_cast<acc_t>(spatial), index_t(videos), index_t(channels), index_t(x.size(1)),
+               index_t(spatial), static_cast<int>(num_segments), static_cast<int>(weight.size(2)), identity,
+               along_channels(xs));
       };
       if (fits_int32(work)) {
-        launch(int32_t{});
+        launch_indexed(int32_t{});
       } else {
-        launch(int64_t{});
+        launch_indexed(int64_t{});
       }
     });
   }
@@ -132,19 +130,17 @@ void aggregate_inplace(const at::Tensor& x, const at::Tensor& weight, int64_t nu
       x.narrow(1, 0, channels).copy_(y.narrow(1, 0, channels));
       return;
     }
-    auto launch = [&](auto index) {
+    auto launch_indexed = [&](auto index) {
       using index_t = decltype(index);
-      aggregate_inplace_kernel<scalar_t, acc_t, index_t>
-          <<<grid_size(work, threads), threads, threads * column_bytes, at::cuda::getCurrentCUDAStream()>>>(
-              x.mutable_data_ptr<scalar_t>(), xs, weight.const_data_ptr<acc_t>(), index_t(videos), index_t(channels),
-              index_t(spatial), static_cast<int>(num_segments), static_cast<int>(weight.size(2)), identity,
-              along_channels(xs));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      launch(aggregate_inplace_kernel<scalar_t, acc_t, index_t>, grid_size(work, threads), threads,
+             threads * column_bytes, x.mutable_data_ptr<scalar_t>(), xs, weight.const_data_ptr<acc_t>(),
+             index_t(videos), index_t(channels), index_t(spatial), static_cast<int>(num_segments),
+             static_cast<int>(weight.size(2)), identity, along_channels(xs));
     };
     if (fits_int32(work, threads)) {
-      launch(int32_t{});
+      launch_indexed(int32_t{});
     } else {
-      launch(int64_t{});
+      launch_indexed(int64_t{});
     }
   });
 }

@@ -47,9 +47,8 @@ __global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t
                                     acc_t eps, acc_t* mean_out, acc_t* var_out, int64_t channels,
                                     int64_t all_channels, int64_t spatial, acc_t mean_scale, int tile, int tiles,
                                     bool identity) {
-  extern __shared__ unsigned char scratch_bytes[];
   const int segments = g.segments;
-  acc_t* scratch = reinterpret_cast<acc_t*>(scratch_bytes);  // blockDim.x values for sum_over_lanes
+  acc_t* scratch = dynamic_shared<acc_t>();                    // blockDim.x values for sum_over_lanes
   acc_t* invstd = scratch + blockDim.x;                        // (aU)
   acc_t* rows = invstd + g.hidden;                             // (tile, U) pooled values
   acc_t* weights = rows + tile * segments;                     // (tile, K) kernels
@@ -143,14 +142,14 @@ std::optional<EvalLaunch> eval_launch(const at::Tensor& x, const GeneratorParams
       kThreads * num_segments * x.element_size();
   if (shared > static_cast<size_t>(kDefaultSharedBytes)) return std::nullopt;
   if (mode == OneLaunch::kAuto &&
-      blocks < kOneLaunchBlocksPerSM * at::cuda::getCurrentDeviceProperties()->multiProcessorCount) {
+      blocks < kOneLaunchBlocksPerSM * multiprocessor_count()) {
     return std::nullopt;
   }
   return EvalLaunch{covered, blocks, tiles, shared, shape};
 }
 
 // Launches eval_forward_kernel on x (readable) into y (x itself in place, over the C' channels only).
-EvalStatistics launch_eval_forward(const EvalLaunch& launch, const at::Tensor& x, const at::Tensor& y,
+EvalStatistics launch_eval_forward(const EvalLaunch& plan, const at::Tensor& x, const at::Tensor& y,
                                    const GeneratorParams& params, const at::Tensor& running_mean,
                                    const at::Tensor& running_var, int64_t num_segments, int64_t channels,
                                    double eps, bool identity) {
@@ -163,14 +162,12 @@ EvalStatistics launch_eval_forward(const EvalLaunch& launch, const at::Tensor& x
   auto var = at::empty({units}, running_mean.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_eval_forward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    eval_forward_kernel<scalar_t, acc_t>
-        <<<static_cast<unsigned>(launch.blocks), kThreads, launch.shared_bytes, at::cuda::getCurrentCUDAStream()>>>(
-            x.const_data_ptr<scalar_t>(), plane_strides(x), y.mutable_data_ptr<scalar_t>(), plane_strides(y),
-            pooled.mutable_data_ptr<acc_t>(), generator_view<acc_t>(params, running_mean),
-            running_var.const_data_ptr<acc_t>(), static_cast<acc_t>(eps), mean.mutable_data_ptr<acc_t>(),
-            var.mutable_data_ptr<acc_t>(), channels, launch.covered, spatial, acc_t(1) / static_cast<acc_t>(spatial),
-            launch.shape.tile, static_cast<int>(launch.tiles), identity);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch(eval_forward_kernel<scalar_t, acc_t>, static_cast<unsigned>(plan.blocks), kThreads, plan.shared_bytes,
+           x.const_data_ptr<scalar_t>(), plane_strides(x), y.mutable_data_ptr<scalar_t>(), plane_strides(y),
+           pooled.mutable_data_ptr<acc_t>(), generator_view<acc_t>(params, running_mean),
+           running_var.const_data_ptr<acc_t>(), static_cast<acc_t>(eps), mean.mutable_data_ptr<acc_t>(),
+           var.mutable_data_ptr<acc_t>(), channels, plan.covered, spatial, acc_t(1) / static_cast<acc_t>(spatial),
+           plan.shape.tile, static_cast<int>(plan.tiles), identity);
   });
   return {pooled, mean, var};
 }
@@ -180,10 +177,10 @@ EvalStatistics launch_eval_forward(const EvalLaunch& launch, const at::Tensor& x
 std::optional<EvalForward> eval_forward(const at::Tensor& x, const GeneratorParams& params,
                                         const at::Tensor& running_mean, const at::Tensor& running_var,
                                         int64_t num_segments, int64_t channels, double eps, bool identity) {
-  const auto launch = eval_launch(x, params, num_segments, x.size(1));
-  if (!launch) return std::nullopt;
+  const auto plan = eval_launch(x, params, num_segments, x.size(1));
+  if (!plan) return std::nullopt;
   auto y = empty_output(x, x.scalar_type());
-  auto out = launch_eval_forward(*launch, x, y, params, running_mean, running_var, num_segments, channels, eps,
+  auto out = launch_eval_forward(*plan, x, y, params, running_mean, running_var, num_segments, channels, eps,
                                  identity);
   return EvalForward{y, out.pooled, out.mean, out.var};
 }
@@ -191,9 +188,9 @@ std::optional<EvalForward> eval_forward(const at::Tensor& x, const GeneratorPara
 std::optional<std::tuple<at::Tensor, at::Tensor>> eval_forward_inplace(
     const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
     const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps, bool identity) {
-  const auto launch = eval_launch(x, params, num_segments, channels);
-  if (!launch) return std::nullopt;
-  auto out = launch_eval_forward(*launch, x, x, params, running_mean, running_var, num_segments, channels, eps,
+  const auto plan = eval_launch(x, params, num_segments, channels);
+  if (!plan) return std::nullopt;
+  auto out = launch_eval_forward(*plan, x, x, params, running_mean, running_var, num_segments, channels, eps,
                                  identity);
   return std::make_tuple(out.mean, out.var);
 }

@@ -136,12 +136,11 @@ GeneratorOutput generator(const at::Tensor& rows, const GeneratorParams& params,
   auto invstd = at::empty({units}, options);
   auto hidden = at::empty({training ? count : 0, units}, options);
   AT_DISPATCH_FLOATING_TYPES(rows.scalar_type(), "dsa_ops_cuda_generator", [&] {
-    generator_kernel<scalar_t><<<1, kGeneratorThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        generator_view<scalar_t>(params, mean, invstd), rows.const_data_ptr<scalar_t>(), count, training,
-        static_cast<scalar_t>(eps), hidden.mutable_data_ptr<scalar_t>(), running_mean.const_data_ptr<scalar_t>(),
-        running_var.const_data_ptr<scalar_t>(), mean.mutable_data_ptr<scalar_t>(),
-        var.mutable_data_ptr<scalar_t>(), invstd.mutable_data_ptr<scalar_t>(), kernel.mutable_data_ptr<scalar_t>());
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch(generator_kernel<scalar_t>, 1, kGeneratorThreads, 0, generator_view<scalar_t>(params, mean, invstd),
+           rows.const_data_ptr<scalar_t>(), count, training, static_cast<scalar_t>(eps),
+           hidden.mutable_data_ptr<scalar_t>(), running_mean.const_data_ptr<scalar_t>(),
+           running_var.const_data_ptr<scalar_t>(), mean.mutable_data_ptr<scalar_t>(), var.mutable_data_ptr<scalar_t>(),
+           invstd.mutable_data_ptr<scalar_t>(), kernel.mutable_data_ptr<scalar_t>());
   });
   return {kernel, mean, var};
 }
@@ -164,11 +163,10 @@ GeneratorGrads generator_backward(const at::Tensor& rows, const GeneratorParams&
                                       grads.bn_weight.mutable_data_ptr<scalar_t>(),
                                       grads.bn_bias.mutable_data_ptr<scalar_t>(),
                                       grads.second_weight.mutable_data_ptr<scalar_t>()};
-    generator_backward_kernel<scalar_t><<<1, kGeneratorThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-        generator_view<scalar_t>(params, mean, tensors.invstd), rows.const_data_ptr<scalar_t>(),
-        grad_kernel.const_data_ptr<scalar_t>(), var.const_data_ptr<scalar_t>(), rows.size(0), training,
-        static_cast<scalar_t>(eps), buffers);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch(generator_backward_kernel<scalar_t>, 1, kGeneratorThreads, 0,
+           generator_view<scalar_t>(params, mean, tensors.invstd), rows.const_data_ptr<scalar_t>(),
+           grad_kernel.const_data_ptr<scalar_t>(), var.const_data_ptr<scalar_t>(), rows.size(0), training,
+           static_cast<scalar_t>(eps), buffers);
   });
   return grads;
 }

@@ -20,8 +20,7 @@ __global__ void grad_weight_partial_kernel(const scalar_t* __restrict__ grad_y, 
                                            acc_t* __restrict__ partial, int64_t videos, int64_t channels,
                                            int64_t spatial, int num_segments, int kernel_size, int tile, int tiles,
                                            int64_t split_length) {
-  extern __shared__ unsigned char scratch_bytes[];
-  acc_t* scratch = reinterpret_cast<acc_t*>(scratch_bytes);
+  acc_t* scratch = dynamic_shared<acc_t>();
   const int lanes = blockDim.x / tile;
   const int tile_index = threadIdx.x % tile;
   const int lane = threadIdx.x / tile;
@@ -80,13 +79,11 @@ at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t nu
   auto partial = splits == 1 ? out : at::empty({splits, videos, channels, kernel_size}, options);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_grad_weight", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const auto stream = at::cuda::getCurrentCUDAStream();
     const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(splits));
-    grad_weight_partial_kernel<scalar_t, acc_t><<<grid, kThreads, kThreads * kTapGroup * sizeof(acc_t), stream>>>(
-        grad_y.const_data_ptr<scalar_t>(), gs, x.const_data_ptr<scalar_t>(), xs, partial.mutable_data_ptr<acc_t>(),
-        videos, channels, spatial, static_cast<int>(num_segments), static_cast<int>(kernel_size), shape.tile, tiles,
-        split_length);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch(grad_weight_partial_kernel<scalar_t, acc_t>, grid, kThreads, kThreads * kTapGroup * sizeof(acc_t),
+           grad_y.const_data_ptr<scalar_t>(), gs, x.const_data_ptr<scalar_t>(), xs, partial.mutable_data_ptr<acc_t>(),
+           videos, channels, spatial, static_cast<int>(num_segments), static_cast<int>(kernel_size), shape.tile, tiles,
+           split_length);
     if (splits > 1) sum_splits(partial, out, splits, acc_t(1));
   });
   return out;

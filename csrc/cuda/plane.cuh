@@ -2,15 +2,45 @@
 // Device-side helpers of the CUDA kernels: positions of the processed (video, channel, s) plane, plane
 // offsets, launch sizes, and a deterministic block reduction.
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
-#include <c10/cuda/CUDAException.h>
 
 #include <algorithm>
 #include <limits>
+#include <utility>
+
+#ifdef DSA_OPS_CUDA_EMULATION
+#include "../emulation/simt.h"
+#else
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#endif
 
 #include "../layout.h"
 
 namespace dsa_ops::cuda {
+
+#ifdef DSA_OPS_CUDA_EMULATION
+using simt::dynamic_shared;
+using simt::launch;
+using simt::max;
+using simt::min;
+using simt::multiprocessor_count;
+#else
+// kernel<<<grid, block, shared_bytes>>>(args...) on the current stream, and the launch's error check.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_bytes, Args&&... args) {
+  kernel<<<grid, block, shared_bytes, at::cuda::getCurrentCUDAStream()>>>(std::forward<Args>(args)...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
+
+inline int64_t multiprocessor_count() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
+
+// The block's dynamic shared memory (the launch's shared_bytes).
+template <typename T>
+__device__ __forceinline__ T* dynamic_shared() {
+  extern __shared__ unsigned char dynamic_shared_bytes[];
+  return reinterpret_cast<T*>(dynamic_shared_bytes);
+}
+#endif
 
 constexpr int kThreads = 256;
 
@@ -43,7 +73,7 @@ __host__ __device__ __forceinline__ int64_t plane_offset(const PlaneStrides& p, 
 // threads as 32 blocks of kThreads per multiprocessor), never more than needed.
 inline int grid_size(int64_t work, int threads = kThreads) {
   const int64_t wanted = (work + threads - 1) / threads;
-  const int64_t cap = int64_t(at::cuda::getCurrentDeviceProperties()->multiProcessorCount) * 32 * kThreads / threads;
+  const int64_t cap = multiprocessor_count() * 32 * kThreads / threads;
   return static_cast<int>(std::max<int64_t>(1, std::min(wanted, cap)));
 }
 
@@ -110,7 +140,7 @@ __device__ __forceinline__ void sum_over_lanes(acc_t (&values)[kCount], acc_t* s
 // least 4 s per lane. Depends only on the shape and the device, so results are bitwise reproducible on a
 // device.
 inline int64_t split_count(int64_t blocks, int64_t spatial, int lanes) {
-  const int64_t sms = at::cuda::getCurrentDeviceProperties()->multiProcessorCount;
+  const int64_t sms = multiprocessor_count();
   const int64_t wanted = (2 * sms + blocks - 1) / blocks;
   const int64_t most = std::max<int64_t>(1, spatial / (4 * lanes));
   return std::max<int64_t>(1, std::min<int64_t>({wanted, most, 65535}));
@@ -134,9 +164,8 @@ __global__ void sum_splits_kernel(const acc_t* __restrict__ partial, acc_t* __re
 template <typename acc_t>
 void sum_splits(const at::Tensor& partial, const at::Tensor& out, int64_t splits, acc_t scale) {
   const int64_t count = out.numel();
-  sum_splits_kernel<acc_t><<<grid_size(count), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-      partial.const_data_ptr<acc_t>(), out.mutable_data_ptr<acc_t>(), count, splits, scale);
-  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  launch(sum_splits_kernel<acc_t>, grid_size(count), kThreads, 0, partial.const_data_ptr<acc_t>(),
+         out.mutable_data_ptr<acc_t>(), count, splits, scale);
 }
 
 }  // namespace

@@ -17,8 +17,7 @@ template <typename scalar_t, typename acc_t>
 __global__ void pool_kernel(const scalar_t* __restrict__ x, PlaneStrides xs, acc_t* __restrict__ out,
                             int64_t num_segments, int64_t channels, int64_t spatial, int64_t split_length,
                             int64_t split_stride, int tile, int tiles, acc_t scale) {
-  extern __shared__ unsigned char scratch_bytes[];
-  acc_t* scratch = reinterpret_cast<acc_t*>(scratch_bytes);
+  acc_t* scratch = dynamic_shared<acc_t>();
   const int lanes = blockDim.x / tile;
   const int tile_index = threadIdx.x % tile;
   const int lane = threadIdx.x / tile;
@@ -74,10 +73,9 @@ at::Tensor pool(const at::Tensor& x, int64_t num_segments, int64_t channels) {
     using acc_t = at::opmath_type<scalar_t>;
     const acc_t mean_scale = acc_t(1) / static_cast<acc_t>(spatial);
     const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(splits));
-    pool_kernel<scalar_t, acc_t><<<grid, kThreads, kThreads * sizeof(acc_t), at::cuda::getCurrentCUDAStream()>>>(
-        x.const_data_ptr<scalar_t>(), xs, partial.mutable_data_ptr<acc_t>(), num_segments, channels, spatial,
-        split_length, out.numel(), shape.tile, tiles, splits == 1 ? mean_scale : acc_t(1));
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    launch(pool_kernel<scalar_t, acc_t>, grid, kThreads, kThreads * sizeof(acc_t), x.const_data_ptr<scalar_t>(), xs,
+           partial.mutable_data_ptr<acc_t>(), num_segments, channels, spatial, split_length, out.numel(), shape.tile,
+           tiles, splits == 1 ? mean_scale : acc_t(1));
     if (splits > 1) sum_splits(partial, out, splits, mean_scale);
   });
   return out;
@@ -94,18 +92,16 @@ at::Tensor pool_backward(const at::Tensor& grad_pooled, const at::Tensor& x, int
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_pool_backward", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const acc_t scale = acc_t(1) / static_cast<acc_t>(spatial);
-      auto launch = [&](auto index) {
+      auto launch_indexed = [&](auto index) {
         using index_t = decltype(index);
-        pool_backward_kernel<scalar_t, acc_t, index_t>
-            <<<grid_size(work), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-                grad_pooled.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(), gs, index_t(videos),
-                index_t(channels), index_t(spatial), static_cast<int>(num_segments), along_channels(gs), scale);
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        launch(pool_backward_kernel<scalar_t, acc_t, index_t>, grid_size(work), kThreads, 0,
+               grad_pooled.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(), gs, index_t(videos),
+               index_t(channels), index_t(spatial), static_cast<int>(num_segments), along_channels(gs), scale);
       };
       if (fits_int32(work)) {
-        launch(int32_t{});
+        launch_indexed(int32_t{});
       } else {
-        launch(int64_t{});
+        launch_indexed(int64_t{});
       }
     });
   }

@@ -1,0 +1,193 @@
+"""The CUDA kernels, run on the CPU by the emulation (tests/cuda_emulation.py), against the CPU backend's
+ops (which the other tests hold to the reference): every op, in every layout and dtype, training and
+eval, both eval paths and the launch sizes a small and a large GPU choose."""
+import pytest
+import torch
+
+import dsa_ops
+from cuda_emulation import emulated_ops
+from helpers import assert_close, make_input
+
+pytestmark = [
+    pytest.mark.skipif(dsa_ops.backend_status()["cpu"] is not None,
+                       reason="the compiled extension (the CPU ops compared against) did not load"),
+    pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: the other tests run the kernels themselves"),
+]
+
+CPU = torch.ops.dsa_ops
+EPS = 1e-5
+
+# (shape, U, C', K, identity)
+CASES = [
+    ((6, 10, 3, 5, 7), 3, 7, 3, False),
+    ((8, 5, 9, 6), 4, 5, 3, True),         # 4D, every channel processed
+    ((4, 12, 2, 3, 3), 1, 3, 1, False),    # one segment, one tap
+    ((10, 40, 1, 4, 5), 5, 37, 5, True),   # C' over one 32-channel tile
+    ((4, 6, 7, 3), 2, 2, 5, False),        # K > U
+]
+CASE_IDS = ["5d", "4d-split1", "U1-K1", "wide", "K-over-U"]
+# (layout, dtype): every layout in float32, the other dtypes contiguous and channels-last
+FORMATS = ([(layout, torch.float32) for layout in
+            ("contiguous", "channels_last", "channel_slice", "spatial_slice", "row_stride")] +
+           [(layout, dtype) for dtype in (torch.float64, torch.float16, torch.bfloat16)
+            for layout in ("contiguous", "channels_last")])
+FORMAT_IDS = [f"{layout}-{str(dtype)[6:]}" for layout, dtype in FORMATS]
+
+
+def over_cases_and_formats(test):
+    """Parametrizes a test over CASES x FORMATS."""
+    test = pytest.mark.parametrize("layout, dtype", FORMATS, ids=FORMAT_IDS)(test)
+    return pytest.mark.parametrize("shape, num_segments, channels, kernel_size, identity", CASES, ids=CASE_IDS)(test)
+
+
+@pytest.fixture(scope="module")
+def emulated():
+    return emulated_ops()
+
+
+@pytest.fixture(autouse=True)
+def multiprocessors(emulated):
+    """Each test starts on an emulated GPU of 4 multiprocessors."""
+    emulated.set_multiprocessor_count(4)
+    return emulated.set_multiprocessor_count
+
+
+def generator_params(rng, num_segments, kernel_size, dtype):
+    """(first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight), random, in the
+    accumulation dtype."""
+    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    hidden = 2 * num_segments
+
+    def randn(*shape):
+        return torch.randn(*shape, generator=rng, dtype=torch.float64).to(acc)
+
+    return (randn(hidden, num_segments), randn(hidden), randn(hidden), randn(hidden), randn(hidden).abs() + 0.5,
+            randn(kernel_size, hidden))
+
+
+def parameter_dtype(dtype):
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def assert_all_close(actual, expected, dtype, x_shape):
+    """x-shaped outputs at x's dtype's tolerance; the others (pooled values, statistics, kernels, weight
+    and parameter gradients: sums over many products, in the accumulation dtype, added in another order
+    than the CPU's) at 10x the accumulation dtype's, relative to the tensor's largest entry."""
+    for a, e in zip(actual, expected):
+        if a.shape == x_shape:
+            assert_close(a, e, dtype)
+        else:
+            assert_close(a, e, parameter_dtype(dtype), scale=10 * max(1.0, e.abs().max().item()))
+
+
+def check_inplace_forward(emulated, x, args):
+    """dsa_forward_ on x against the CPU's on a copy: x afterwards, and the statistics returned."""
+    expected_x = x.clone()
+    expected = CPU.dsa_forward_(expected_x, *args)
+    out = emulated.dsa_forward_(x, *args)
+    assert_close(x, expected_x, x.dtype)
+    assert_all_close(out, expected, x.dtype, x.shape)
+
+
+@over_cases_and_formats
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_module_forward_and_backward(rng, emulated, shape, num_segments, channels, kernel_size, identity, layout,
+                                     dtype, training):
+    x = make_input(shape, dtype, layout, rng)
+    grad_y = make_input(shape, dtype, layout, rng)
+    params = generator_params(rng, num_segments, kernel_size, dtype)
+    forward_args = (*params, num_segments, channels, training, EPS, identity)
+    out = emulated.dsa_forward(x, *forward_args)
+    expected = CPU.dsa_forward(x, *forward_args)
+    assert out[0].stride() == expected[0].stride()
+    assert_all_close(out, expected, dtype, x.shape)
+    first_weight, bn_weight, bn_bias, _, _, second_weight = params
+    backward_args = (first_weight, bn_weight, bn_bias, second_weight, num_segments, training, EPS, identity)
+    grads = emulated.dsa_backward(grad_y, x, *expected[1:], *backward_args)
+    expected_grads = CPU.dsa_backward(grad_y, x, *expected[1:], *backward_args)
+    assert grads[0].stride() == expected_grads[0].stride()
+    assert_all_close(grads, expected_grads, dtype, x.shape)
+
+
+@over_cases_and_formats
+def test_inplace_forward(rng, emulated, shape, num_segments, channels, kernel_size, identity, layout, dtype):
+    x = make_input(shape, dtype, layout, rng)
+    params = generator_params(rng, num_segments, kernel_size, dtype)
+    check_inplace_forward(emulated, x, (*params, num_segments, channels, False, EPS, identity))
+
+
+@over_cases_and_formats
+def test_segment_ops(rng, emulated, shape, num_segments, channels, kernel_size, identity, layout, dtype):
+    x = make_input(shape, dtype, layout, rng)
+    grad_y = make_input(shape, dtype, layout, rng)
+    videos = shape[0] // num_segments
+    acc = parameter_dtype(dtype)
+    weight = torch.softmax(torch.randn(videos, channels, kernel_size, generator=rng, dtype=acc), -1)
+    grad_pooled = torch.randn(videos, channels, num_segments, generator=rng, dtype=acc)
+    calls = {
+        "segment_pool": (x, num_segments, channels),
+        "segment_pool_backward": (grad_pooled, x, num_segments),
+        "aggregate": (x, weight, num_segments, identity),
+        "aggregate_grad_input": (grad_y, weight, grad_pooled, num_segments, identity),
+        "aggregate_grad_weight": (grad_y, x, num_segments, channels, kernel_size),
+    }
+    for name, args in calls.items():
+        assert_all_close([getattr(emulated, name)(*args)], [getattr(CPU, name)(*args)], dtype, x.shape)
+    no_pooled = (grad_y, weight, None, num_segments, identity)
+    assert_close(emulated.aggregate_grad_input(*no_pooled), CPU.aggregate_grad_input(*no_pooled), dtype)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("shape", [(4, 6, 2, 40, 60), (4, 70, 3, 11)], ids=["long-S", "many-channels"])
+@pytest.mark.parametrize("count", [1, 132])
+def test_reductions_split_over_blocks(rng, emulated, multiprocessors, layout, shape, count):
+    """On a large GPU the pooling and grad_weight reductions split S over blocks (partial sums added by
+    a second launch); on a one-multiprocessor GPU they do not."""
+    multiprocessors(count)
+    num_segments, channels = 2, shape[1]
+    x = make_input(shape, torch.float32, layout, rng)
+    grad_y = make_input(shape, torch.float32, layout, rng)
+    pooled = emulated.segment_pool(x, num_segments, channels), CPU.segment_pool(x, num_segments, channels)
+    args = (grad_y, x, num_segments, channels, 3)
+    grad_weight = emulated.aggregate_grad_weight(*args), CPU.aggregate_grad_weight(*args)
+    assert_all_close([pooled[0], grad_weight[0]], [pooled[1], grad_weight[1]], torch.float32, x.shape)
+
+
+@pytest.mark.parametrize("mode, count", [("never", 4), ("auto", 1), ("auto", 1000), ("always", 1000)])
+@pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "in-place"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_eval_paths(rng, emulated, multiprocessors, monkeypatch, mode, count, inplace, layout):
+    """The eval forward as one launch and composed of pool, generator and aggregation, as
+    DSA_OPS_EVAL_ONE_LAUNCH and the grid's fill of the GPU choose."""
+    monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", mode)
+    multiprocessors(count)
+    shape, num_segments, channels = (8, 12, 3, 4, 5), 4, 9
+    x = make_input(shape, torch.float32, layout, rng)
+    args = (*generator_params(rng, num_segments, 3, torch.float32), num_segments, channels, False, EPS, True)
+    if inplace:
+        check_inplace_forward(emulated, x, args)
+    else:
+        assert_all_close(emulated.dsa_forward(x, *args), CPU.dsa_forward(x, *args), torch.float32, x.shape)
+
+
+
+def test_emulation_runs_shuffles_barriers_and_shared_memory(emulated):
+    assert emulated.simt_self_test("block_sum")[:2].tolist() == [2016.0, 2016.0]  # 0 + 1 + ... + 63, per block
+
+
+def test_emulation_fills_shared_memory_with_nan(emulated):
+    assert emulated.simt_self_test("unwritten_shared").isnan().all()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("early_return", "__syncthreads after another thread of the block returned"),
+    ("partial_barrier", "a thread returned while others wait at __syncthreads"),
+    ("partial_warp_shuffle", "last warp is partial"),
+    ("split_barriers", "deadlock"),
+    ("empty_grid", r"gridDim.x = 0 outside \[1, 2\^31 - 1\]"),
+    ("oversized_block", r"blockDim.x = 2048 outside \[1, 1024\]"),
+    ("oversized_shared", "65536 bytes of dynamic shared memory"),
+])
+def test_emulation_rejects_what_a_gpu_would_not_run(emulated, case, message):
+    with pytest.raises(RuntimeError, match=message):
+        emulated.simt_self_test(case)
