@@ -12,6 +12,17 @@ os.environ.setdefault("DSA_OPS_EVAL_ONE_LAUNCH", "always")
 
 from helpers import KERNEL_BACKENDS  # noqa: E402  (imports dsa_ops after TRITON_INTERPRET is settled)
 
+EMULATED_CUDA = os.environ.get("DSA_OPS_TEST_CUDA_EMULATION") == "1"
+if EMULATED_CUDA:  # the cpu backend's tests run the CUDA kernels, emulated (tests/cuda_emulation.py)
+    from cuda_emulation import route_cpu_ops_to_emulation
+
+    _routing = route_cpu_ops_to_emulation()
+
+
+def pytest_report_header(config):
+    if EMULATED_CUDA:
+        return "DSA_OPS_TEST_CUDA_EMULATION=1: the cpu backend's ops run the CUDA kernels in emulation"
+
 
 @pytest.fixture
 def rng(request):

@@ -41,3 +41,14 @@ def emulated_ops():
     ops = getattr(torch.ops, NAMESPACE)
     ops.library = library  # the schemas live as long as the ops
     return ops
+
+
+def route_cpu_ops_to_emulation():
+    """Makes the emulated CUDA ops the CPU kernels of torch.ops.dsa_ops.*, so that every test of the cpu
+    backend (module, autograd, fuzzing) runs the CUDA kernels: tests/conftest.py does this when
+    DSA_OPS_TEST_CUDA_EMULATION=1. Returns the library that holds the registrations."""
+    ops = emulated_ops()
+    library = torch.library.Library("dsa_ops", "IMPL")
+    for name in SCHEMAS:
+        library.impl(name, getattr(ops, name), "CPU")
+    return library

@@ -47,9 +47,14 @@ def emulated():
 
 @pytest.fixture(autouse=True)
 def multiprocessors(emulated):
-    """Each test starts on an emulated GPU of 4 multiprocessors."""
+    """Each test starts on an emulated GPU of 4 multiprocessors, a block's threads resumed from thread 0
+    up (tests of the kernels with barriers run in the other order too)."""
     emulated.set_multiprocessor_count(4)
+    emulated.set_thread_order("ascending")
     return emulated.set_multiprocessor_count
+
+
+THREAD_ORDERS = pytest.mark.parametrize("order", ["ascending", "descending"])
 
 
 def generator_params(rng, num_segments, kernel_size, dtype):
@@ -91,8 +96,10 @@ def check_inplace_forward(emulated, x, args):
 
 @over_cases_and_formats
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@THREAD_ORDERS
 def test_module_forward_and_backward(rng, emulated, shape, num_segments, channels, kernel_size, identity, layout,
-                                     dtype, training):
+                                     dtype, training, order):
+    emulated.set_thread_order(order)
     x = make_input(shape, dtype, layout, rng)
     grad_y = make_input(shape, dtype, layout, rng)
     params = generator_params(rng, num_segments, kernel_size, dtype)
@@ -140,10 +147,12 @@ def test_segment_ops(rng, emulated, shape, num_segments, channels, kernel_size, 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("shape", [(4, 6, 2, 40, 60), (4, 70, 3, 11)], ids=["long-S", "many-channels"])
 @pytest.mark.parametrize("count", [1, 132])
-def test_reductions_split_over_blocks(rng, emulated, multiprocessors, layout, shape, count):
+@THREAD_ORDERS
+def test_reductions_split_over_blocks(rng, emulated, multiprocessors, layout, shape, count, order):
     """On a large GPU the pooling and grad_weight reductions split S over blocks (partial sums added by
     a second launch); on a one-multiprocessor GPU they do not."""
     multiprocessors(count)
+    emulated.set_thread_order(order)
     num_segments, channels = 2, shape[1]
     x = make_input(shape, torch.float32, layout, rng)
     grad_y = make_input(shape, torch.float32, layout, rng)
@@ -156,11 +165,13 @@ def test_reductions_split_over_blocks(rng, emulated, multiprocessors, layout, sh
 @pytest.mark.parametrize("mode, count", [("never", 4), ("auto", 1), ("auto", 1000), ("always", 1000)])
 @pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "in-place"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-def test_eval_paths(rng, emulated, multiprocessors, monkeypatch, mode, count, inplace, layout):
+@THREAD_ORDERS
+def test_eval_paths(rng, emulated, multiprocessors, monkeypatch, mode, count, inplace, layout, order):
     """The eval forward as one launch and composed of pool, generator and aggregation, as
     DSA_OPS_EVAL_ONE_LAUNCH and the grid's fill of the GPU choose."""
     monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", mode)
     multiprocessors(count)
+    emulated.set_thread_order(order)
     shape, num_segments, channels = (8, 12, 3, 4, 5), 4, 9
     x = make_input(shape, torch.float32, layout, rng)
     args = (*generator_params(rng, num_segments, 3, torch.float32), num_segments, channels, False, EPS, True)
@@ -177,6 +188,12 @@ def test_emulation_runs_shuffles_barriers_and_shared_memory(emulated):
 
 def test_emulation_fills_shared_memory_with_nan(emulated):
     assert emulated.simt_self_test("unwritten_shared").isnan().all()
+
+
+def test_emulation_shows_a_missing_barrier_in_one_thread_order(emulated):
+    assert emulated.simt_self_test("missing_barrier")[1:64].tolist() == list(range(63))
+    emulated.set_thread_order("descending")
+    assert emulated.simt_self_test("missing_barrier")[1:64].isnan().all()
 
 
 @pytest.mark.parametrize("case, message", [

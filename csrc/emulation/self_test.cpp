@@ -43,6 +43,14 @@ __global__ void split_barriers_kernel() {
   }
 }
 
+// A barrier missing between the writes and the reads: out[t] = t - 1 for t >= 1 only where thread t - 1
+// has run first (ascending order); NaN, the unwritten shared memory, where it has not.
+__global__ void missing_barrier_kernel(float* out) {
+  float* values = simt::dynamic_shared<float>();
+  values[threadIdx.x] = static_cast<float>(threadIdx.x);
+  if (threadIdx.x > 0) out[threadIdx.x] = values[threadIdx.x - 1];
+}
+
 __global__ void unwritten_shared_kernel(float* out) { out[threadIdx.x] = simt::dynamic_shared<float>()[threadIdx.x]; }
 
 at::Tensor run_case(const std::string& name) {
@@ -58,6 +66,8 @@ at::Tensor run_case(const std::string& name) {
     simt::launch(shuffle_kernel, 1, 48, 0, data);
   } else if (name == "split_barriers") {
     simt::launch(split_barriers_kernel, 1, 64, 0);
+  } else if (name == "missing_barrier") {
+    simt::launch(missing_barrier_kernel, 1, 64, 64 * sizeof(float), data);
   } else if (name == "unwritten_shared") {
     simt::launch(unwritten_shared_kernel, 1, 64, 64 * sizeof(float), data);
   } else if (name == "empty_grid") {

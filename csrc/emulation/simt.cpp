@@ -1,5 +1,5 @@
 // The fiber scheduler behind simt.h. A block's threads are ucontext fibers on the launching thread; the
-// scheduler resumes each unfinished fiber in turn, and a fiber runs until it returns or waits at a
+// scheduler resumes each unfinished fiber in turn (in the set ThreadOrder), and a fiber runs until it returns or waits at a
 // barrier (__syncthreads, or one of the two warp barriers around a shuffle's exchange). A round of
 // resumes in which no thread arrives at a barrier, passes one or returns is a deadlock.
 #include "simt.h"
@@ -25,6 +25,7 @@ constexpr std::size_t kMaxSharedBytes = 48 * 1024;
 constexpr std::size_t kStackBytes = 256 * 1024;
 
 std::atomic<int64_t> emulated_multiprocessors{4};
+std::atomic<ThreadOrder> thread_order{ThreadOrder::kAscending};
 
 // Fiber stacks, kept for the next launch, each above a guard page so that an overflow faults.
 class StackPool {
@@ -139,7 +140,9 @@ void run_block(Block& b) {
   }
   while (b.finished < b.threads && b.error.empty()) {
     const uint64_t before = b.progress;
-    for (int t = 0; t < b.threads && b.error.empty(); ++t) {
+    const bool descending = thread_order.load() == ThreadOrder::kDescending;
+    for (int i = 0; i < b.threads && b.error.empty(); ++i) {
+      const int t = descending ? b.threads - 1 - i : i;
       if (b.fibers[t].finished) continue;
       b.current = t;
       running_thread = dim3(static_cast<unsigned>(t));
@@ -199,6 +202,8 @@ void set_multiprocessor_count(int64_t count) {
   if (count < 1) throw std::invalid_argument("simt: the multiprocessor count must be at least 1");
   emulated_multiprocessors.store(count);
 }
+
+void set_thread_order(ThreadOrder order) { thread_order.store(order); }
 
 void run_grid(dim3 grid, dim3 block, std::size_t shared_bytes, const std::function<void()>& body) {
   check_launch(grid, block, shared_bytes);

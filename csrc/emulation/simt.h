@@ -47,6 +47,12 @@ void exchange_in_warp(unsigned mask, const void* value, void* result, std::size_
 int64_t multiprocessor_count();
 void set_multiprocessor_count(int64_t count);
 
+// The order in which the scheduler resumes a block's threads: from thread 0 up (the default) or from the
+// last down. A barrier missing between one thread's write and another's read shows in one of the two
+// (the reader runs first and sees the old value).
+enum class ThreadOrder { kAscending, kDescending };
+void set_thread_order(ThreadOrder order);
+
 // Runs body once per thread of every block, in the execution model above; throws on the errors above.
 void run_grid(dim3 grid, dim3 block, std::size_t shared_bytes, const std::function<void()>& body);
 
