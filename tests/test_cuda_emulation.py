@@ -48,9 +48,10 @@ def emulated():
 @pytest.fixture(autouse=True)
 def multiprocessors(emulated):
     """Each test starts on an emulated GPU of 4 multiprocessors, a block's threads resumed from thread 0
-    up (tests of the kernels with barriers run in the other order too)."""
+    up (tests of the kernels with barriers run in the other order too), int32 indices where they fit."""
     emulated.set_multiprocessor_count(4)
     emulated.set_thread_order("ascending")
+    emulated.set_wide_indices(False)
     return emulated.set_multiprocessor_count
 
 
@@ -96,10 +97,25 @@ def check_inplace_forward(emulated, x, args):
 
 @over_cases_and_formats
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-@THREAD_ORDERS
 def test_module_forward_and_backward(rng, emulated, shape, num_segments, channels, kernel_size, identity, layout,
-                                     dtype, training, order):
-    emulated.set_thread_order(order)
+                                     dtype, training):
+    check_forward_and_backward(rng, emulated, shape, num_segments, channels, kernel_size, identity, layout, dtype,
+                               training)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("shape, num_segments, channels, kernel_size, identity", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_module_with_threads_resumed_from_the_last(rng, emulated, shape, num_segments, channels, kernel_size,
+                                                   identity, layout, training):
+    emulated.set_thread_order("descending")
+    check_forward_and_backward(rng, emulated, shape, num_segments, channels, kernel_size, identity, layout,
+                               torch.float32, training)
+
+
+def check_forward_and_backward(rng, emulated, shape, num_segments, channels, kernel_size, identity, layout, dtype,
+                               training):
+    """dsa_forward and dsa_backward against the CPU's: outputs, statistics, gradients and their layout."""
     x = make_input(shape, dtype, layout, rng)
     grad_y = make_input(shape, dtype, layout, rng)
     params = generator_params(rng, num_segments, kernel_size, dtype)
@@ -142,6 +158,23 @@ def test_segment_ops(rng, emulated, shape, num_segments, channels, kernel_size, 
         assert_all_close([getattr(emulated, name)(*args)], [getattr(CPU, name)(*args)], dtype, x.shape)
     no_pooled = (grad_y, weight, None, num_segments, identity)
     assert_close(emulated.aggregate_grad_input(*no_pooled), CPU.aggregate_grad_input(*no_pooled), dtype)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "row_stride"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_int64_indexing(rng, emulated, monkeypatch, layout, dtype):
+    """The kernels' int64-indexed variants (aggregation, its in-place form, the pooling backward), which
+    a GPU runs for tensors over 2^31 elements."""
+    emulated.set_wide_indices(True)
+    monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", "never")  # the in-place forward through aggregate_inplace
+    shape, num_segments, channels = (6, 10, 3, 5, 7), 3, 7
+    check_forward_and_backward(rng, emulated, shape, num_segments, channels, 3, False, layout, dtype, True)
+    x = make_input(shape, dtype, layout, rng)
+    params = generator_params(rng, num_segments, 3, dtype)
+    pool_backward_args = (CPU.segment_pool(x, num_segments, channels), x, num_segments)
+    assert_close(emulated.segment_pool_backward(*pool_backward_args), CPU.segment_pool_backward(*pool_backward_args),
+                 dtype)
+    check_inplace_forward(emulated, x, (*params, num_segments, channels, False, EPS, True))
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])

@@ -8,6 +8,7 @@
 #include <utility>
 
 #ifdef DSA_OPS_CUDA_EMULATION
+#include "../emulation/index_width.h"
 #include "../emulation/simt.h"
 #else
 #include <ATen/cuda/CUDAContext.h>
@@ -79,6 +80,9 @@ inline int grid_size(int64_t work, int threads = kThreads) {
 
 // Whether a grid-stride loop over `work` items can index with int32 (the index plus one stride fits).
 inline bool fits_int32(int64_t work, int threads = kThreads) {
+#ifdef DSA_OPS_CUDA_EMULATION
+  if (emulation::wide_indices()) return false;
+#endif
   return work + int64_t(grid_size(work, threads)) * threads < std::numeric_limits<int32_t>::max();
 }
 

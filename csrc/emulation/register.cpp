@@ -1,13 +1,25 @@
 // Registers the emulated CUDA kernel table for CPU tensors under dsa_ops_emulated_cuda::<op> (the schemas
 // are defined from Python, tests/cuda_emulation.py, as dsa_ops.ops.SCHEMAS), and the emulation's
-// settings (multiprocessor count, thread order) as ops.
+// settings (multiprocessor count, thread order, index width) as ops.
 #include <torch/library.h>
 
 #include <string>
 
 #include "../cuda/kernels.h"
 #include "../register_ops.h"
+#include "index_width.h"
 #include "simt.h"
+
+namespace dsa_ops::emulation {
+
+namespace {
+bool wide = false;
+}  // namespace
+
+bool wide_indices() { return wide; }
+void set_wide_indices(bool value) { wide = value; }
+
+}  // namespace dsa_ops::emulation
 
 namespace {
 
@@ -22,6 +34,7 @@ void set_thread_order(const std::string& order) {
 TORCH_LIBRARY_FRAGMENT(dsa_ops_emulated_cuda, m) {
   m.def("set_multiprocessor_count(int count) -> ()", &simt::set_multiprocessor_count);
   m.def("set_thread_order(str order) -> ()", &set_thread_order);
+  m.def("set_wide_indices(bool wide) -> ()", &dsa_ops::emulation::set_wide_indices);
 }
 
 TORCH_LIBRARY_IMPL(dsa_ops_emulated_cuda, CPU, m) { dsa_ops::register_ops<dsa_ops::cuda::kernels>(m); }
