@@ -1,5 +1,7 @@
 """Shared test helpers: the backends to test, inputs in every layout, per-dtype tolerances, module pairs
 with random weights."""
+import os
+
 import pytest
 import torch
 
@@ -16,6 +18,14 @@ def backend_param(name):
 
 
 KERNEL_BACKENDS = [backend_param(name) for name in DEVICE_OF]
+
+
+def backend_label(backend):
+    """The backend's name in printed counts; with DSA_OPS_TEST_CUDA_EMULATION=1 (tests/conftest.py) the
+    cpu backend's ops are the emulated CUDA kernels, and the label says so."""
+    if backend == "cpu" and os.environ.get("DSA_OPS_TEST_CUDA_EMULATION") == "1":
+        return "cpu (CUDA kernels, emulated)"
+    return backend
 
 
 def device_for(backend):

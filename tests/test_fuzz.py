@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dsa_ops.models.official import _split_ratio
-from helpers import LAYOUTS, check_inplace, check_module
+from helpers import LAYOUTS, backend_label, check_inplace, check_module
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings, strategies as st  # noqa: E402
@@ -66,8 +66,8 @@ def test_module_against_the_reference(backend):
         check_inplace(generator, backend, **case)
         passed += 1
         if LARGE and passed % 25 == 0:  # a time-boxed run (pytest -s) still tells how far it got
-            print(f"fuzz {backend}: {passed} cases passed", flush=True)
+            print(f"fuzz {backend_label(backend)}: {passed} cases passed", flush=True)
 
     check()
     if LARGE:
-        print(f"fuzz {backend}: {passed} cases passed in all", flush=True)
+        print(f"fuzz {backend_label(backend)}: {passed} cases passed in all", flush=True)
