@@ -30,7 +30,7 @@ def emulated_ops():
     build_dir = os.path.join(ROOT, "build", "cuda_emulation")
     os.makedirs(build_dir, exist_ok=True)
     cpp_extension.load(
-        name="dsa_ops_emulated_cuda",
+        name=NAMESPACE,
         sources=[os.path.join(ROOT, source) for source in SOURCES],
         # hidden: its copies of the op layer and the kernel table, never those of dsa_ops._C (a function's
         # static, like the table, would otherwise be one object across the two libraries)

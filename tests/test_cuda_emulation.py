@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import dsa_ops
+from dsa_ops._layout import accumulate_dtype
 from cuda_emulation import emulated_ops
 from helpers import assert_close, make_input
 
@@ -46,13 +47,12 @@ def emulated():
 
 
 @pytest.fixture(autouse=True)
-def multiprocessors(emulated):
+def default_settings(emulated):
     """Each test starts on an emulated GPU of 4 multiprocessors, a block's threads resumed from thread 0
     up (tests of the kernels with barriers run in the other order too), int32 indices where they fit."""
     emulated.set_multiprocessor_count(4)
     emulated.set_thread_order("ascending")
     emulated.set_wide_indices(False)
-    return emulated.set_multiprocessor_count
 
 
 THREAD_ORDERS = pytest.mark.parametrize("order", ["ascending", "descending"])
@@ -61,7 +61,7 @@ THREAD_ORDERS = pytest.mark.parametrize("order", ["ascending", "descending"])
 def generator_params(rng, num_segments, kernel_size, dtype):
     """(first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight), random, in the
     accumulation dtype."""
-    acc = torch.float64 if dtype == torch.float64 else torch.float32
+    acc = accumulate_dtype(dtype)
     hidden = 2 * num_segments
 
     def randn(*shape):
@@ -69,10 +69,6 @@ def generator_params(rng, num_segments, kernel_size, dtype):
 
     return (randn(hidden, num_segments), randn(hidden), randn(hidden), randn(hidden), randn(hidden).abs() + 0.5,
             randn(kernel_size, hidden))
-
-
-def parameter_dtype(dtype):
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def assert_all_close(actual, expected, dtype, x_shape):
@@ -83,7 +79,7 @@ def assert_all_close(actual, expected, dtype, x_shape):
         if a.shape == x_shape:
             assert_close(a, e, dtype)
         else:
-            assert_close(a, e, parameter_dtype(dtype), scale=10 * max(1.0, e.abs().max().item()))
+            assert_close(a, e, accumulate_dtype(dtype), scale=10 * max(1.0, e.abs().max().item()))
 
 
 def check_inplace_forward(emulated, x, args):
@@ -144,7 +140,7 @@ def test_segment_ops(rng, emulated, shape, num_segments, channels, kernel_size, 
     x = make_input(shape, dtype, layout, rng)
     grad_y = make_input(shape, dtype, layout, rng)
     videos = shape[0] // num_segments
-    acc = parameter_dtype(dtype)
+    acc = accumulate_dtype(dtype)
     weight = torch.softmax(torch.randn(videos, channels, kernel_size, generator=rng, dtype=acc), -1)
     grad_pooled = torch.randn(videos, channels, num_segments, generator=rng, dtype=acc)
     calls = {
@@ -181,10 +177,10 @@ def test_int64_indexing(rng, emulated, monkeypatch, layout, dtype):
 @pytest.mark.parametrize("shape", [(4, 6, 2, 40, 60), (4, 70, 3, 11)], ids=["long-S", "many-channels"])
 @pytest.mark.parametrize("count", [1, 132])
 @THREAD_ORDERS
-def test_reductions_split_over_blocks(rng, emulated, multiprocessors, layout, shape, count, order):
+def test_reductions_split_over_blocks(rng, emulated, layout, shape, count, order):
     """On a large GPU the pooling and grad_weight reductions split S over blocks (partial sums added by
     a second launch); on a one-multiprocessor GPU they do not."""
-    multiprocessors(count)
+    emulated.set_multiprocessor_count(count)
     emulated.set_thread_order(order)
     num_segments, channels = 2, shape[1]
     x = make_input(shape, torch.float32, layout, rng)
@@ -199,11 +195,11 @@ def test_reductions_split_over_blocks(rng, emulated, multiprocessors, layout, sh
 @pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "in-place"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @THREAD_ORDERS
-def test_eval_paths(rng, emulated, multiprocessors, monkeypatch, mode, count, inplace, layout, order):
+def test_eval_paths(rng, emulated, monkeypatch, mode, count, inplace, layout, order):
     """The eval forward as one launch and composed of pool, generator and aggregation, as
     DSA_OPS_EVAL_ONE_LAUNCH and the grid's fill of the GPU choose."""
     monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", mode)
-    multiprocessors(count)
+    emulated.set_multiprocessor_count(count)
     emulated.set_thread_order(order)
     shape, num_segments, channels = (8, 12, 3, 4, 5), 4, 9
     x = make_input(shape, torch.float32, layout, rng)
@@ -212,7 +208,6 @@ def test_eval_paths(rng, emulated, multiprocessors, monkeypatch, mode, count, in
         check_inplace_forward(emulated, x, args)
     else:
         assert_all_close(emulated.dsa_forward(x, *args), CPU.dsa_forward(x, *args), torch.float32, x.shape)
-
 
 
 def test_emulation_runs_shuffles_barriers_and_shared_memory(emulated):

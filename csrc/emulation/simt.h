@@ -9,7 +9,6 @@
 // memory starts filled with 0xff bytes (NaN as float or double), so reading it before writing shows.
 #include <cstddef>
 #include <cstdint>
-#include <cstring>
 #include <functional>
 #include <tuple>
 #include <type_traits>
