@@ -168,7 +168,8 @@ at::Tensor aggregate_grad_weight(const SegmentKernels& kernels, const at::Tensor
 // Memory plan (forward): pool reads the C' processed channels of x; aggregate reads x once (C'
 // channels aggregated, the rest copied) and writes y once. The generator works on (N*C', U) values.
 // In eval, a backend with an eval_forward kernel does all of it in one launch where it judges that
-// better.
+// better; otherwise a backend with a fused_forward kernel runs the generator in the aggregation's
+// prologue (two launches) where it judges that better.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
     const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
     const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
@@ -181,6 +182,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
   if (!training && kernels.eval_forward != nullptr) {
     auto out = kernels.eval_forward(input, params.generator, params.running_mean, params.running_var, num_segments,
                                     channels, eps, identity);
+    if (out) return {out->y, out->pooled, out->mean, out->var};
+  }
+  if (training) check_batch_rows(input.size(0) / num_segments * channels);
+  if (kernels.fused_forward != nullptr) {
+    auto out = kernels.fused_forward(input, params.generator, params.running_mean, params.running_var, num_segments,
+                                     channels, training, eps, identity);
     if (out) return {out->y, out->pooled, out->mean, out->var};
   }
   auto generated = generate_kernels(kernels, input, params, num_segments, channels, training, eps);

@@ -13,7 +13,7 @@
 namespace dsa_ops {
 
 // The module's forward outputs: y, the pooled (N, C', U) values and the BatchNorm statistics used.
-struct EvalForward {
+struct ModuleOutputs {
   at::Tensor y;
   at::Tensor pooled;
   at::Tensor mean;
@@ -45,7 +45,7 @@ struct SegmentKernels {
   // accumulation dtype); nullopt, having done nothing, where the backend judges the shape better served
   // by composing pool, generator and aggregate (or cannot take it), and nullptr where the backend has no
   // such kernel: the op then composes them.
-  std::optional<EvalForward> (*eval_forward)(const at::Tensor& x, const GeneratorParams& params,
+  std::optional<ModuleOutputs> (*eval_forward)(const at::Tensor& x, const GeneratorParams& params,
                                              const at::Tensor& running_mean, const at::Tensor& running_var,
                                              int64_t num_segments, int64_t channels, double eps, bool identity);
   // The eval forward in place on x's first C' channels in one launch (the others untouched), returning
@@ -54,6 +54,13 @@ struct SegmentKernels {
   std::optional<std::tuple<at::Tensor, at::Tensor>> (*eval_forward_inplace)(
       const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
       const at::Tensor& running_var, int64_t num_segments, int64_t channels, double eps, bool identity);
+  // The forward, training or eval, in two launches: pooling, then the generator in the prologue of the
+  // aggregation (BatchNorm on the batch's statistics in training, on running_mean / running_var in eval);
+  // nullopt and nullptr as for eval_forward, the op then composing pool, generator and aggregate.
+  std::optional<ModuleOutputs> (*fused_forward)(const at::Tensor& x, const GeneratorParams& params,
+                                                const at::Tensor& running_mean, const at::Tensor& running_var,
+                                                int64_t num_segments, int64_t channels, bool training, double eps,
+                                                bool identity);
   // (N, C', K): sum over U and S of grad_y[u] * x[u + k - P], accumulation dtype.
   at::Tensor (*grad_weight)(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments,
                             int64_t channels, int64_t kernel_size);

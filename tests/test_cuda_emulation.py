@@ -210,6 +210,69 @@ def test_eval_paths(rng, emulated, monkeypatch, mode, count, inplace, layout, or
         assert_all_close(emulated.dsa_forward(x, *args), CPU.dsa_forward(x, *args), torch.float32, x.shape)
 
 
+FUSED_FORMATS = [("contiguous", torch.float32), ("channels_last", torch.float32), ("row_stride", torch.float64),
+                 ("channels_last", torch.bfloat16)]
+
+
+@pytest.mark.parametrize("layout, dtype", FUSED_FORMATS, ids=[f"{layout}-{str(dtype)[6:]}" for layout, dtype in
+                                                              FUSED_FORMATS])
+@pytest.mark.parametrize("shape, num_segments, channels, kernel_size, identity", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@THREAD_ORDERS
+def test_fused_forward_is_the_composed_forward_bit_for_bit(rng, emulated, monkeypatch, shape, num_segments, channels,
+                                                           kernel_size, identity, layout, dtype, training, order):
+    """The generator in the aggregation kernel's prologue (DSA_OPS_FUSED_GENERATOR=always: one launch
+    fewer) gives what pool + generator + aggregate give (never) bit for bit: outputs, pooled values and
+    statistics."""
+    monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", "never")
+    emulated.set_thread_order(order)
+    x = make_input(shape, dtype, layout, rng)
+    args = (*generator_params(rng, num_segments, kernel_size, dtype), num_segments, channels, training, EPS, identity)
+    outputs, launches = {}, {}
+    for mode in ("never", "always"):
+        monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", mode)
+        before = emulated.launch_count()
+        outputs[mode] = emulated.dsa_forward(x, *args)
+        launches[mode] = emulated.launch_count() - before
+    assert launches["always"] == launches["never"] - 1
+    for fused, composed in zip(outputs["always"], outputs["never"]):
+        assert fused.stride() == composed.stride()
+        assert torch.equal(fused, composed)
+    assert_all_close(outputs["always"], CPU.dsa_forward(x, *args), dtype, x.shape)
+
+
+def fused_forward_launches(rng, emulated, videos, num_segments, channels):
+    """Launches of a training dsa_forward on (videos * U, C', 1, 1) channels-last (the whole of x
+    processed), checked against the CPU's."""
+    x = make_input((videos * num_segments, channels, 1, 1), torch.float32, "channels_last", rng)
+    args = (*generator_params(rng, num_segments, 3, torch.float32), num_segments, channels, True, EPS, False)
+    before = emulated.launch_count()
+    out = emulated.dsa_forward(x, *args)
+    launches = emulated.launch_count() - before
+    assert_all_close(out, CPU.dsa_forward(x, *args), torch.float32, x.shape)
+    return launches
+
+
+def test_fused_forward_auto_takes_up_to_1024_rows(rng, emulated, monkeypatch):
+    monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "auto")
+    assert fused_forward_launches(rng, emulated, 32, 1, 32) == 2  # R = 1024 (video, channel) rows
+    assert fused_forward_launches(rng, emulated, 25, 1, 41) == 3  # R = 1025
+
+
+def test_fused_forward_needs_the_rows_in_shared_memory(rng, emulated, monkeypatch):
+    """Even when forced, the fused forward gives way where the generator's values would not fit a block's
+    48 KiB: (3 + R) * aU floats at U=16 (aU=32) are 48 KiB at R = 381."""
+    monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "always")
+    assert fused_forward_launches(rng, emulated, 3, 16, 127) == 2  # R = 381
+    assert fused_forward_launches(rng, emulated, 2, 16, 191) == 3  # R = 382
+
+
+def test_fused_forward_refuses_a_bad_mode(rng, emulated, monkeypatch):
+    monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "sometimes")
+    with pytest.raises(ValueError, match="DSA_OPS_FUSED_GENERATOR must be auto, always or never, got 'sometimes'"):
+        fused_forward_launches(rng, emulated, 2, 4, 3)
+
+
 def test_emulation_runs_shuffles_barriers_and_shared_memory(emulated):
     assert emulated.simt_self_test("block_sum")[:2].tolist() == [2016.0, 2016.0]  # 0 + 1 + ... + 63, per block
 

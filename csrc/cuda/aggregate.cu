@@ -3,44 +3,23 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
+#include "aggregate.cuh"
 #include "kernels.h"
-#include "plane.cuh"
 
 namespace dsa_ops::cuda {
 
 namespace {
 
-// y[u] = sum_k weight[k] * x[u + k - P] (+ x[u] when identity) (+ grad_pooled[u] / S when given) on
-// the first C' channels, y[u] = x[u] on the others. One thread per (video, channel, s) position of all
-// C channels walks the U rows of its video; the K taps of a row were loaded by the same thread for the
-// previous rows and come from L1.
-// Memory plan: reads x once from DRAM, writes y once. One pass, the passthrough copy included.
+// Memory plan: reads x once from DRAM, writes y once (aggregate_positions over every position). One
+// pass, the passthrough copy included.
 template <typename scalar_t, typename acc_t, typename index_t>
 __global__ void aggregate_kernel(const scalar_t* __restrict__ x, PlaneStrides xs, scalar_t* __restrict__ y,
                                  PlaneStrides ys, const acc_t* __restrict__ weight,
                                  const acc_t* __restrict__ grad_pooled, acc_t pooled_scale, index_t videos,
                                  index_t channels, index_t all_channels, index_t spatial, int num_segments,
                                  int kernel_size, bool identity, bool by_channel) {
-  const index_t total = videos * all_channels * spatial;
-  for (index_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
-    index_t video, channel, s;
-    split_position(i, by_channel, all_channels, spatial, video, channel, s);
-    const int64_t x_base = plane_offset(xs, int64_t(video) * num_segments, channel, s);
-    const int64_t y_base = plane_offset(ys, int64_t(video) * num_segments, channel, s);
-    if (channel >= channels) {
-      copy_column(x + x_base, xs.row, y + y_base, ys.row, num_segments);
-      continue;
-    }
-    const int64_t pair = int64_t(video) * channels + channel;
-    const acc_t* w = weight + pair * kernel_size;
-    const auto x_at = [&](int v) { return static_cast<acc_t>(x[x_base + int64_t(v) * xs.row]); };
-    for (int u = 0; u < num_segments; ++u) {
-      acc_t acc = tap_sum(w, u, num_segments, kernel_size, x_at);
-      if (identity) acc += x_at(u);
-      if (grad_pooled != nullptr) acc += grad_pooled[pair * num_segments + u] * pooled_scale;
-      y[y_base + int64_t(u) * ys.row] = static_cast<scalar_t>(acc);
-    }
-  }
+  aggregate_positions(x, xs, y, ys, weight, grad_pooled, pooled_scale, videos, channels, all_channels, spatial,
+                      num_segments, kernel_size, identity, by_channel);
 }
 
 // In place: x's first C' channels replaced by aggregate_kernel's sum (without a pooled term). One

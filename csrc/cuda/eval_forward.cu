@@ -6,10 +6,8 @@
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
-#include <cstdlib>
-#include <cstring>
-
 #include "kernels.h"
+#include "launch_mode.h"
 #include "plane.cuh"
 
 namespace dsa_ops::cuda {
@@ -21,17 +19,6 @@ namespace {
 // of the device idle, while the composed kernels spread over every (row, channel) and every position.
 // A first guess, to be tuned on a GPU.
 constexpr int64_t kOneLaunchBlocksPerSM = 2;
-
-enum class OneLaunch { kAuto, kAlways, kNever };
-
-// DSA_OPS_EVAL_ONE_LAUNCH: unset or "auto", "always" (whenever a block's shared memory fits) or "never".
-OneLaunch one_launch_mode() {
-  const char* value = std::getenv("DSA_OPS_EVAL_ONE_LAUNCH");
-  if (value == nullptr || std::strcmp(value, "") == 0 || std::strcmp(value, "auto") == 0) return OneLaunch::kAuto;
-  if (std::strcmp(value, "always") == 0) return OneLaunch::kAlways;
-  if (std::strcmp(value, "never") == 0) return OneLaunch::kNever;
-  TORCH_CHECK_VALUE(false, "DSA_OPS_EVAL_ONE_LAUNCH must be auto, always or never, got '", value, "'");
-}
 
 // The block's lanes pool the tile's U rows (sum_over_lanes: a fixed order), one thread per channel runs
 // the generator on its row into shared memory, then each thread stages its (channel, s) columns' U values
@@ -128,11 +115,11 @@ struct EvalLaunch {
 };
 
 // eval_forward_kernel's launch, or nullopt where the op composes pool, generator and aggregation instead:
-// a block would need more than the default shared memory, or the mode (one_launch_mode) says so.
+// a block would need more than the default shared memory, or DSA_OPS_EVAL_ONE_LAUNCH says so.
 std::optional<EvalLaunch> eval_launch(const at::Tensor& x, const GeneratorParams& params, int64_t num_segments,
                                       int64_t covered) {
-  const auto mode = one_launch_mode();
-  if (mode == OneLaunch::kNever) return std::nullopt;
+  const auto mode = launch_mode("DSA_OPS_EVAL_ONE_LAUNCH");
+  if (mode == LaunchMode::kNever) return std::nullopt;
   const auto shape = reduction_shape(plane_strides(x));
   const int64_t tiles = (covered + shape.tile - 1) / shape.tile;
   const int64_t blocks = x.size(0) / num_segments * tiles;
@@ -141,7 +128,7 @@ std::optional<EvalLaunch> eval_launch(const at::Tensor& x, const GeneratorParams
           c10::elementSize(accumulate_dtype(x.scalar_type())) +
       kThreads * num_segments * x.element_size();
   if (shared > static_cast<size_t>(kDefaultSharedBytes)) return std::nullopt;
-  if (mode == OneLaunch::kAuto &&
+  if (mode == LaunchMode::kAuto &&
       blocks < kOneLaunchBlocksPerSM * multiprocessor_count()) {
     return std::nullopt;
   }
@@ -174,7 +161,7 @@ EvalStatistics launch_eval_forward(const EvalLaunch& plan, const at::Tensor& x, 
 
 }  // namespace
 
-std::optional<EvalForward> eval_forward(const at::Tensor& x, const GeneratorParams& params,
+std::optional<ModuleOutputs> eval_forward(const at::Tensor& x, const GeneratorParams& params,
                                         const at::Tensor& running_mean, const at::Tensor& running_var,
                                         int64_t num_segments, int64_t channels, double eps, bool identity) {
   const auto plan = eval_launch(x, params, num_segments, x.size(1));
@@ -182,7 +169,7 @@ std::optional<EvalForward> eval_forward(const at::Tensor& x, const GeneratorPara
   auto y = empty_output(x, x.scalar_type());
   auto out = launch_eval_forward(*plan, x, y, params, running_mean, running_var, num_segments, channels, eps,
                                  identity);
-  return EvalForward{y, out.pooled, out.mean, out.var};
+  return ModuleOutputs{y, out.pooled, out.mean, out.var};
 }
 
 std::optional<std::tuple<at::Tensor, at::Tensor>> eval_forward_inplace(

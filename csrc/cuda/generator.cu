@@ -1,34 +1,16 @@
 // The kernel generator on CUDA: one launch of one block runs every pass over the (R = N*C') rows, with
-// __syncthreads between passes (the generator's work is tiny; launches, not flops, are its cost). Sums
-// over rows are taken per quantity by one warp: its lanes stride the rows in a fixed order and a fixed
-// shuffle tree adds them, so results are deterministic without atomics.
+// __syncthreads between passes (the generator's work is tiny; launches, not flops, are its cost). The
+// sums over rows are generator.cuh's, deterministic without atomics.
 #include <ATen/Dispatch.h>
 
+#include "generator.cuh"
 #include "kernels.h"
-#include "plane.cuh"
 
 namespace dsa_ops::cuda {
 
 namespace {
 
 constexpr int kGeneratorThreads = 512;
-constexpr int kWarp = 32;
-
-template <typename acc_t>
-__device__ __forceinline__ acc_t warp_total(acc_t v) {
-  for (int offset = kWarp / 2; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
-  return v;
-}
-
-// out[q] = (sum over lanes of partial(q, lane)) / divisor for q in [0, count), a warp per quantity.
-template <typename acc_t, typename Partial>
-__device__ void sum_quantities(acc_t* out, int64_t count, acc_t divisor, const Partial& partial) {
-  const int lane = threadIdx.x % kWarp;
-  for (int64_t q = threadIdx.x / kWarp; q < count; q += blockDim.x / kWarp) {
-    const acc_t total = warp_total(partial(q, lane));
-    if (lane == 0) out[q] = total / divisor;
-  }
-}
 
 // Memory plan: training reads the (R, U) rows twice (hidden units into (R, aU) scratch for the batch
 // statistics, then the kernels), eval once; writes the (R, K) kernels and the (aU) statistics used (in
@@ -46,18 +28,7 @@ __global__ void generator_kernel(GeneratorView<acc_t> g, const acc_t* __restrict
     }
     __syncthreads();
   } else {
-    for (int64_t r = threadIdx.x; r < count; r += blockDim.x) {
-      for (int j = 0; j < units; ++j) hidden[r * units + j] = hidden_unit(g, rows + r * g.segments, j);
-    }
-    __syncthreads();
-    sum_quantities(mean, units, acc_t(count), [&](int64_t j, int lane) {
-      return column_sum<acc_t>(hidden + j, units, nullptr, 0, lane, count, kWarp);
-    });
-    __syncthreads();
-    sum_quantities(var, units, acc_t(count), [&](int64_t j, int lane) {
-      return centered_square_sum(hidden + j, units, mean[j], lane, count, kWarp);
-    });
-    __syncthreads();
+    batch_statistics(g, rows, count, hidden, mean, var);
   }
   for (int j = threadIdx.x; j < units; j += blockDim.x) invstd[j] = inverse_sqrt(var[j] + eps);
   __syncthreads();

@@ -5,5 +5,5 @@
 #include "../kernel_table.h"
 
 namespace dsa_ops::cuda {
-DSA_OPS_DECLARE_KERNEL_TABLE(eval_forward, eval_forward_inplace)
+DSA_OPS_DECLARE_KERNEL_TABLE(eval_forward, eval_forward_inplace, fused_forward)
 }  // namespace dsa_ops::cuda

@@ -1,6 +1,6 @@
 // Registers the emulated CUDA kernel table for CPU tensors under dsa_ops_emulated_cuda::<op> (the schemas
 // are defined from Python, tests/cuda_emulation.py, as dsa_ops.ops.SCHEMAS), and the emulation's
-// settings (multiprocessor count, thread order, index width) as ops.
+// settings (multiprocessor count, thread order, index width) and its launch count as ops.
 #include <torch/library.h>
 
 #include <string>
@@ -35,6 +35,7 @@ TORCH_LIBRARY_FRAGMENT(dsa_ops_emulated_cuda, m) {
   m.def("set_multiprocessor_count(int count) -> ()", &simt::set_multiprocessor_count);
   m.def("set_thread_order(str order) -> ()", &set_thread_order);
   m.def("set_wide_indices(bool wide) -> ()", &dsa_ops::emulation::set_wide_indices);
+  m.def("launch_count() -> int", &simt::launch_count);
 }
 
 TORCH_LIBRARY_IMPL(dsa_ops_emulated_cuda, CPU, m) { dsa_ops::register_ops<dsa_ops::cuda::kernels>(m); }

@@ -27,6 +27,7 @@ constexpr std::size_t kMaxSharedBytes = 48 * 1024;
 constexpr std::size_t kStackBytes = 256 * 1024;
 
 std::atomic<int64_t> emulated_multiprocessors{4};
+std::atomic<int64_t> launches{0};
 std::atomic<ThreadOrder> thread_order{ThreadOrder::kAscending};
 
 // Fiber stacks, kept for the next launch, each above a guard page so that an overflow faults.
@@ -200,6 +201,8 @@ void exchange_in_warp(unsigned mask, const void* value, void* result, std::size_
 
 int64_t multiprocessor_count() { return emulated_multiprocessors.load(); }
 
+int64_t launch_count() { return launches.load(); }
+
 void set_multiprocessor_count(int64_t count) {
   if (count < 1) throw std::invalid_argument("simt: the multiprocessor count must be at least 1");
   emulated_multiprocessors.store(count);
@@ -209,6 +212,7 @@ void set_thread_order(ThreadOrder order) { thread_order.store(order); }
 
 void run_grid(dim3 grid, dim3 block, std::size_t shared_bytes, const std::function<void()>& body) {
   check_launch(grid, block, shared_bytes);
+  ++launches;
   if (running != nullptr) throw std::runtime_error("simt: a launch from inside a kernel");
   Block b;
   b.grid = grid;

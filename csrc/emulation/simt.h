@@ -52,6 +52,9 @@ void set_multiprocessor_count(int64_t count);
 enum class ThreadOrder { kAscending, kDescending };
 void set_thread_order(ThreadOrder order);
 
+// Launches run since the library was loaded: tests tell which path an op took by how many it ran.
+int64_t launch_count();
+
 // Runs body once per thread of every block, in the execution model above; throws on the errors above.
 void run_grid(dim3 grid, dim3 block, std::size_t shared_bytes, const std::function<void()>& body);
 

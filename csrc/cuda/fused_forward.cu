@@ -1,0 +1,115 @@
+// The module's forward on CUDA in two launches, training or eval: pooling, then one kernel whose every
+// block first runs the generator on all (R = N*C') pooled rows (batch statistics included) into shared
+// memory and then aggregates with those kernels. Where R is small the repeated generator work is cheap
+// next to a launch of its own; elsewhere (fused_forward declines) the op composes pool, generator and
+// aggregate. Results are bitwise those of the composed path: the same row functions and the same
+// fixed-order sums (generator.cuh).
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+
+#include "aggregate.cuh"
+#include "generator.cuh"
+#include "kernels.h"
+#include "launch_mode.h"
+
+namespace dsa_ops::cuda {
+
+namespace {
+
+// Rows up to which (DSA_OPS_FUSED_GENERATOR=auto) the generator runs in every aggregation block rather
+// than in a launch of its own: each block repeats O(R * aU * (U + K)) flops. A first guess (the paper's
+// shapes at split 1/8 have R = 64 to 384), to be tuned on a GPU.
+constexpr int64_t kFusedRowsMax = 1024;
+
+// Blocks per multiprocessor of the fused kernel: enough resident threads to keep the memory system
+// busy, few enough that the generator is not repeated more than needed.
+constexpr int64_t kFusedBlocksPerSM = 4;
+
+// Memory plan: every block reads the (R, U) pooled rows (from L2) and the parameters; x is read once
+// from DRAM and y written once (aggregate_positions); block 0 writes the (aU) statistics used. Shared
+// memory: mean, var, invstd (aU each) and (R, max(aU, K)) values: the hidden units for the batch
+// statistics (training), then the kernels.
+template <typename scalar_t, typename acc_t, typename index_t>
+__global__ void fused_forward_kernel(const scalar_t* __restrict__ x, PlaneStrides xs, scalar_t* __restrict__ y,
+                                     PlaneStrides ys, GeneratorView<acc_t> g, const acc_t* __restrict__ pooled,
+                                     bool training, acc_t eps, const acc_t* running_var, acc_t* mean_out,
+                                     acc_t* var_out, index_t videos, index_t channels, index_t all_channels,
+                                     index_t spatial, bool identity, bool by_channel) {
+  const int units = g.hidden;
+  const int64_t count = int64_t(videos) * channels;
+  acc_t* mean = dynamic_shared<acc_t>();
+  acc_t* var = mean + units;
+  acc_t* invstd = var + units;
+  acc_t* per_row = invstd + units;
+  if (training) {
+    batch_statistics(g, pooled, count, per_row, mean, var);
+  } else {
+    for (int j = threadIdx.x; j < units; j += blockDim.x) {
+      mean[j] = g.mean[j];
+      var[j] = running_var[j];
+    }
+  }
+  for (int j = threadIdx.x; j < units; j += blockDim.x) {
+    invstd[j] = inverse_sqrt(var[j] + eps);
+    if (blockIdx.x == 0) {
+      mean_out[j] = mean[j];
+      var_out[j] = var[j];
+    }
+  }
+  __syncthreads();
+  GeneratorView<acc_t> view = g;
+  view.mean = mean;
+  view.invstd = invstd;
+  acc_t* kernel = per_row;  // the hidden units are no longer needed
+  for (int64_t r = threadIdx.x; r < count; r += blockDim.x) {
+    row_kernel(view, pooled + r * g.segments, kernel + r * g.taps);
+  }
+  __syncthreads();
+  aggregate_positions(x, xs, y, ys, static_cast<const acc_t*>(kernel), static_cast<const acc_t*>(nullptr), acc_t(0),
+                      videos, channels, all_channels, spatial, g.segments, g.taps, identity, by_channel);
+}
+
+}  // namespace
+
+std::optional<ModuleOutputs> fused_forward(const at::Tensor& x, const GeneratorParams& params,
+                                           const at::Tensor& running_mean, const at::Tensor& running_var,
+                                           int64_t num_segments, int64_t channels, bool training, double eps,
+                                           bool identity) {
+  const auto mode = launch_mode("DSA_OPS_FUSED_GENERATOR");
+  if (mode == LaunchMode::kNever) return std::nullopt;
+  const int64_t videos = x.size(0) / num_segments;
+  const int64_t count = videos * channels;
+  const int64_t units = params.first_weight.size(0);
+  const int64_t taps = params.second_weight.size(0);
+  const int64_t work = videos * x.size(1) * spatial_size(x);
+  const size_t shared =
+      (3 * units + count * std::max(units, taps)) * c10::elementSize(accumulate_dtype(x.scalar_type()));
+  if (work == 0 || shared > static_cast<size_t>(kDefaultSharedBytes)) return std::nullopt;
+  if (mode == LaunchMode::kAuto && count > kFusedRowsMax) return std::nullopt;
+
+  auto pooled = pool(x, num_segments, channels);
+  auto y = empty_output(x, x.scalar_type());
+  auto mean = at::empty({units}, running_mean.options());
+  auto var = at::empty({units}, running_mean.options());
+  const auto xs = plane_strides(x);
+  const int blocks = static_cast<int>(std::min<int64_t>(grid_size(work), kFusedBlocksPerSM * multiprocessor_count()));
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_fused_forward", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    auto launch_indexed = [&](auto index) {
+      using index_t = decltype(index);
+      launch(fused_forward_kernel<scalar_t, acc_t, index_t>, blocks, kThreads, shared, x.const_data_ptr<scalar_t>(), xs,
+             y.mutable_data_ptr<scalar_t>(), plane_strides(y), generator_view<acc_t>(params, running_mean),
+             pooled.const_data_ptr<acc_t>(), training, static_cast<acc_t>(eps), running_var.const_data_ptr<acc_t>(),
+             mean.mutable_data_ptr<acc_t>(), var.mutable_data_ptr<acc_t>(), index_t(videos), index_t(channels),
+             index_t(x.size(1)), index_t(spatial_size(x)), identity, along_channels(xs));
+    };
+    if (fits_int32(work)) {
+      launch_indexed(int32_t{});
+    } else {
+      launch_indexed(int64_t{});
+    }
+  });
+  return ModuleOutputs{y, pooled, mean, var};
+}
+
+}  // namespace dsa_ops::cuda
