@@ -225,7 +225,9 @@ std::tuple<at::Tensor, at::Tensor> dsa_forward_(
 }
 
 // Memory plan (backward): grad_weight reads the C' channels of grad_y and x once; aggregate reads
-// grad_y once and writes grad_x once, adding the pooled gradient (dp / S) in the same pass.
+// grad_y once and writes grad_x once, adding the pooled gradient (dp / S) in the same pass. A backend
+// with a fused_backward kernel runs the generator's backward in that aggregation's prologue (two
+// launches) where it judges that better.
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backward(
     const SegmentKernels& kernels, const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& pooled,
     const at::Tensor& mean, const at::Tensor& var, const at::Tensor& first_weight, const at::Tensor& bn_weight,
@@ -245,13 +247,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_backw
   auto rows = in_accumulate_dtype(pooled, x).view({videos * channels, num_segments});
 
   const auto dy = readable_input(grad_y);
-  auto grad_kernel = kernels.grad_weight(dy, readable_input(x), num_segments, channels, kernel_size);
-  auto grads = kernels.generator_backward(rows, params, in_accumulate_dtype(mean, x), in_accumulate_dtype(var, x),
-                                          grad_kernel.view({videos * channels, kernel_size}), training, eps);
-  auto grad_x = kernels.aggregate(dy, grads.kernel.view({videos, channels, kernel_size}), num_segments, identity,
-                                  grads.pooled.view({videos, channels, num_segments}));
-  return {grad_x, grads.first_weight.to(first_weight.scalar_type()), grads.bn_weight.to(bn_weight.scalar_type()),
-          grads.bn_bias.to(bn_bias.scalar_type()), grads.second_weight.to(second_weight.scalar_type())};
+  const auto input = readable_input(x);
+  const auto batch_mean = in_accumulate_dtype(mean, x);
+  const auto batch_var = in_accumulate_dtype(var, x);
+  std::optional<ModuleGrads> grads;
+  if (kernels.fused_backward != nullptr) {
+    grads = kernels.fused_backward(dy, input, rows, params, batch_mean, batch_var, num_segments, training, eps,
+                                   identity);
+  }
+  if (!grads) {
+    auto grad_kernel = kernels.grad_weight(dy, input, num_segments, channels, kernel_size);
+    auto generator = kernels.generator_backward(rows, params, batch_mean, batch_var,
+                                                grad_kernel.view({videos * channels, kernel_size}), training, eps);
+    auto grad_x = kernels.aggregate(dy, generator.kernel.view({videos, channels, kernel_size}), num_segments,
+                                    identity, generator.pooled.view({videos, channels, num_segments}));
+    grads = ModuleGrads{grad_x, generator.first_weight, generator.bn_weight, generator.bn_bias,
+                        generator.second_weight};
+  }
+  return {grads->x, grads->first_weight.to(first_weight.scalar_type()), grads->bn_weight.to(bn_weight.scalar_type()),
+          grads->bn_bias.to(bn_bias.scalar_type()), grads->second_weight.to(second_weight.scalar_type())};
 }
 
 }  // namespace dsa_ops

@@ -20,6 +20,16 @@ struct ModuleOutputs {
   at::Tensor var;
 };
 
+// The module's backward outputs: grad_x (x's dtype) and the generator's parameter gradients (accumulation
+// dtype).
+struct ModuleGrads {
+  at::Tensor x;
+  at::Tensor first_weight;
+  at::Tensor bn_weight;
+  at::Tensor bn_bias;
+  at::Tensor second_weight;
+};
+
 struct SegmentKernels {
   // (N, C', U) means over S of the first C' channels, accumulation dtype.
   at::Tensor (*pool)(const at::Tensor& x, int64_t num_segments, int64_t channels);
@@ -61,6 +71,14 @@ struct SegmentKernels {
                                                 const at::Tensor& running_mean, const at::Tensor& running_var,
                                                 int64_t num_segments, int64_t channels, bool training, double eps,
                                                 bool identity);
+  // The backward in two launches: grad_weight, then the generator's backward in the prologue of grad_x's
+  // aggregation. rows: the pooled (N*C', U) values, mean / var: the statistics the forward normalised
+  // with, both in the accumulation dtype. nullopt and nullptr as for eval_forward, the op then composing
+  // grad_weight, generator_backward and aggregate.
+  std::optional<ModuleGrads> (*fused_backward)(const at::Tensor& grad_y, const at::Tensor& x, const at::Tensor& rows,
+                                               const GeneratorParams& params, const at::Tensor& mean,
+                                               const at::Tensor& var, int64_t num_segments, bool training,
+                                               double eps, bool identity);
   // (N, C', K): sum over U and S of grad_y[u] * x[u + k - P], accumulation dtype.
   at::Tensor (*grad_weight)(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments,
                             int64_t channels, int64_t kernel_size);

@@ -1,7 +1,8 @@
 """A small CUDA forward + backward of every op for compute-sanitizer (memcheck, racecheck): contiguous
 and channels-last, float32 and bfloat16, K = 3 and 5, with and without identity, training and eval,
 and the in-place forward in eval and training; the eval forward both as one launch and composed
-(DSA_OPS_EVAL_ONE_LAUNCH always / never)."""
+(DSA_OPS_EVAL_ONE_LAUNCH always / never), the forward's generator in the aggregation kernel's prologue
+and in its own launch (DSA_OPS_FUSED_GENERATOR always / never)."""
 import os
 
 import torch
@@ -18,15 +19,17 @@ def main():
                                          split_ratio=0.5, with_identity=identity, backend="cuda").cuda()
                 x = torch.randn(8, 40, 3, 5, 7, device="cuda", dtype=dtype).contiguous(memory_format=memory_format)
                 x.requires_grad_(True)
-                module(x).square().sum().backward()
-                module.eval()
-                for one_launch in ("always", "never"):
-                    os.environ["DSA_OPS_EVAL_ONE_LAUNCH"] = one_launch
-                    module(x).square().sum().backward()
-                    with torch.no_grad():
-                        module.inplace = True
-                        module(x.detach().clone())
-                        module.inplace = False
+                for fused in ("always", "never"):
+                    os.environ["DSA_OPS_FUSED_GENERATOR"] = fused
+                    module.train()(x).square().sum().backward()
+                    module.eval()
+                    for one_launch in ("always", "never"):
+                        os.environ["DSA_OPS_EVAL_ONE_LAUNCH"] = one_launch
+                        module(x).square().sum().backward()
+                        with torch.no_grad():
+                            module.inplace = True
+                            module(x.detach().clone())
+                            module.inplace = False
                 module.inplace = True
                 with torch.no_grad():
                     module.train()(x.detach().clone())  # pool, generator, aggregate_inplace

@@ -158,10 +158,12 @@ def test_segment_ops(rng, emulated, shape, num_segments, channels, kernel_size, 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "row_stride"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_int64_indexing(rng, emulated, monkeypatch, layout, dtype):
-    """The kernels' int64-indexed variants (aggregation, its in-place form, the pooling backward), which
-    a GPU runs for tensors over 2^31 elements."""
+@pytest.mark.parametrize("fused", ["always", "never"])
+def test_int64_indexing(rng, emulated, monkeypatch, layout, dtype, fused):
+    """The kernels' int64-indexed variants (aggregation, the fused forward and backward, the in-place
+    aggregation, the pooling backward), which a GPU runs for tensors over 2^31 elements."""
     emulated.set_wide_indices(True)
+    monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", fused)
     monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", "never")  # the in-place forward through aggregate_inplace
     shape, num_segments, channels = (6, 10, 3, 5, 7), 3, 7
     check_forward_and_backward(rng, emulated, shape, num_segments, channels, 3, False, layout, dtype, True)
@@ -241,36 +243,88 @@ def test_fused_forward_is_the_composed_forward_bit_for_bit(rng, emulated, monkey
     assert_all_close(outputs["always"], CPU.dsa_forward(x, *args), dtype, x.shape)
 
 
-def fused_forward_launches(rng, emulated, videos, num_segments, channels):
-    """Launches of a training dsa_forward on (videos * U, C', 1, 1) channels-last (the whole of x
-    processed), checked against the CPU's."""
+@pytest.mark.parametrize("layout, dtype", FUSED_FORMATS, ids=[f"{layout}-{str(dtype)[6:]}" for layout, dtype in
+                                                              FUSED_FORMATS])
+@pytest.mark.parametrize("shape, num_segments, channels, kernel_size, identity", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_fused_backward_agrees_with_the_composed_backward(rng, emulated, monkeypatch, shape, num_segments, channels,
+                                                          kernel_size, identity, layout, dtype, training):
+    """The generator's backward in grad_x's aggregation prologue (DSA_OPS_FUSED_GENERATOR=always: two
+    launches) against grad_weight + generator_backward + aggregate (never) and the CPU, and bitwise the same
+    whichever order the threads run in (its sums have a fixed order)."""
+    x = make_input(shape, dtype, layout, rng)
+    grad_y = make_input(shape, dtype, layout, rng)
+    first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight = generator_params(
+        rng, num_segments, kernel_size, dtype)
+    saved = CPU.dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight,
+                            num_segments, channels, training, EPS, identity)[1:]
+    args = (grad_y, x, *saved, first_weight, bn_weight, bn_bias, second_weight, num_segments, training, EPS, identity)
+    grads, launches = {}, {}
+    for mode, order in [("never", "ascending"), ("always", "ascending"), ("always", "descending")]:
+        monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", mode)
+        emulated.set_thread_order(order)
+        before = emulated.launch_count()
+        grads[mode, order] = emulated.dsa_backward(*args)
+        launches[mode] = emulated.launch_count() - before
+    assert launches["always"] == 2 and launches["never"] >= 3
+    fused = grads["always", "ascending"]
+    for ascending, descending in zip(fused, grads["always", "descending"]):
+        assert torch.equal(ascending, descending)
+    assert fused[0].stride() == grads["never", "ascending"][0].stride()
+    assert_all_close(fused, grads["never", "ascending"], dtype, x.shape)
+    assert_all_close(fused, CPU.dsa_backward(*args), dtype, x.shape)
+
+
+def fused_launches(rng, emulated, videos, num_segments, channels):
+    """Launches of a training dsa_forward and of its dsa_backward on (videos * U, C', 1, 1) channels-last
+    (the whole of x processed), both checked against the CPU's."""
     x = make_input((videos * num_segments, channels, 1, 1), torch.float32, "channels_last", rng)
-    args = (*generator_params(rng, num_segments, 3, torch.float32), num_segments, channels, True, EPS, False)
+    grad_y = make_input(x.shape, torch.float32, "channels_last", rng)
+    first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight = generator_params(
+        rng, num_segments, 3, torch.float32)
+    forward_args = (first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
+                    channels, True, EPS, False)
     before = emulated.launch_count()
-    out = emulated.dsa_forward(x, *args)
-    launches = emulated.launch_count() - before
-    assert_all_close(out, CPU.dsa_forward(x, *args), torch.float32, x.shape)
-    return launches
+    out = emulated.dsa_forward(x, *forward_args)
+    forward_launches = emulated.launch_count() - before
+    expected = CPU.dsa_forward(x, *forward_args)
+    assert_all_close(out, expected, torch.float32, x.shape)
+    backward_args = (grad_y, x, *expected[1:], first_weight, bn_weight, bn_bias, second_weight, num_segments, True,
+                     EPS, False)
+    before = emulated.launch_count()
+    grads = emulated.dsa_backward(*backward_args)
+    backward_launches = emulated.launch_count() - before
+    assert_all_close(grads, CPU.dsa_backward(*backward_args), torch.float32, x.shape)
+    return forward_launches, backward_launches
 
 
-def test_fused_forward_auto_takes_up_to_1024_rows(rng, emulated, monkeypatch):
+def test_fused_paths_auto_take_up_to_1024_rows(rng, emulated, monkeypatch):
     monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "auto")
-    assert fused_forward_launches(rng, emulated, 32, 1, 32) == 2  # R = 1024 (video, channel) rows
-    assert fused_forward_launches(rng, emulated, 25, 1, 41) == 3  # R = 1025
+    assert fused_launches(rng, emulated, 32, 1, 32) == (2, 2)  # R = 1024 (video, channel) rows
+    assert fused_launches(rng, emulated, 25, 1, 41) == (3, 3)  # R = 1025
 
 
-def test_fused_forward_needs_the_rows_in_shared_memory(rng, emulated, monkeypatch):
-    """Even when forced, the fused forward gives way where the generator's values would not fit a block's
-    48 KiB: (3 + R) * aU floats at U=16 (aU=32) are 48 KiB at R = 381."""
+def test_fused_paths_need_their_values_in_shared_memory(rng, emulated, monkeypatch):
+    """Even when forced, a fused kernel gives way where its values would not fit a block's 48 KiB. At U=16
+    (aU=32): the forward's (3 + R) * aU floats fit up to R = 381; the backward's (21 * aU + R * (2K + U))
+    floats up to R = 528."""
     monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "always")
-    assert fused_forward_launches(rng, emulated, 3, 16, 127) == 2  # R = 381
-    assert fused_forward_launches(rng, emulated, 2, 16, 191) == 3  # R = 382
+    assert fused_launches(rng, emulated, 3, 16, 127) == (2, 2)  # R = 381
+    assert fused_launches(rng, emulated, 2, 16, 191) == (3, 2)  # R = 382
+    assert fused_launches(rng, emulated, 16, 16, 33) == (3, 2)  # R = 528
+    assert fused_launches(rng, emulated, 23, 16, 23) == (3, 3)  # R = 529
 
 
-def test_fused_forward_refuses_a_bad_mode(rng, emulated, monkeypatch):
+def test_fused_backward_needs_a_generator_its_threads_hold(rng, emulated, monkeypatch):
+    """A thread keeps a row's hidden units in local arrays of 32: U=17 (aU=34) takes the composed path."""
+    monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "always")
+    assert fused_launches(rng, emulated, 2, 17, 3) == (2, 3)
+
+
+def test_fused_paths_refuse_a_bad_mode(rng, emulated, monkeypatch):
     monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "sometimes")
     with pytest.raises(ValueError, match="DSA_OPS_FUSED_GENERATOR must be auto, always or never, got 'sometimes'"):
-        fused_forward_launches(rng, emulated, 2, 4, 3)
+        fused_launches(rng, emulated, 2, 4, 3)
 
 
 def test_emulation_runs_shuffles_barriers_and_shared_memory(emulated):

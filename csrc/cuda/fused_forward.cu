@@ -1,29 +1,20 @@
 // The module's forward on CUDA in two launches, training or eval: pooling, then one kernel whose every
 // block first runs the generator on all (R = N*C') pooled rows (batch statistics included) into shared
 // memory and then aggregates with those kernels. Where R is small the repeated generator work is cheap
-// next to a launch of its own; elsewhere (fused_forward declines) the op composes pool, generator and
-// aggregate. Results are bitwise those of the composed path: the same row functions and the same
+// next to a launch of its own; elsewhere (fused_forward declines, fused_launch.h) the op composes pool,
+// generator and aggregate. Results are bitwise those of the composed path: the same row functions and the same
 // fixed-order sums (generator.cuh).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 
 #include "aggregate.cuh"
 #include "generator.cuh"
+#include "fused_launch.h"
 #include "kernels.h"
-#include "launch_mode.h"
 
 namespace dsa_ops::cuda {
 
 namespace {
-
-// Rows up to which (DSA_OPS_FUSED_GENERATOR=auto) the generator runs in every aggregation block rather
-// than in a launch of its own: each block repeats O(R * aU * (U + K)) flops. A first guess (the paper's
-// shapes at split 1/8 have R = 64 to 384), to be tuned on a GPU.
-constexpr int64_t kFusedRowsMax = 1024;
-
-// Blocks per multiprocessor of the fused kernel: enough resident threads to keep the memory system
-// busy, few enough that the generator is not repeated more than needed.
-constexpr int64_t kFusedBlocksPerSM = 4;
 
 // Memory plan: every block reads the (R, U) pooled rows (from L2) and the parameters; x is read once
 // from DRAM and y written once (aggregate_positions); block 0 writes the (aU) statistics used. Shared
@@ -75,8 +66,6 @@ std::optional<ModuleOutputs> fused_forward(const at::Tensor& x, const GeneratorP
                                            const at::Tensor& running_mean, const at::Tensor& running_var,
                                            int64_t num_segments, int64_t channels, bool training, double eps,
                                            bool identity) {
-  const auto mode = launch_mode("DSA_OPS_FUSED_GENERATOR");
-  if (mode == LaunchMode::kNever) return std::nullopt;
   const int64_t videos = x.size(0) / num_segments;
   const int64_t count = videos * channels;
   const int64_t units = params.first_weight.size(0);
@@ -84,23 +73,22 @@ std::optional<ModuleOutputs> fused_forward(const at::Tensor& x, const GeneratorP
   const int64_t work = videos * x.size(1) * spatial_size(x);
   const size_t shared =
       (3 * units + count * std::max(units, taps)) * c10::elementSize(accumulate_dtype(x.scalar_type()));
-  if (work == 0 || shared > static_cast<size_t>(kDefaultSharedBytes)) return std::nullopt;
-  if (mode == LaunchMode::kAuto && count > kFusedRowsMax) return std::nullopt;
+  if (!fused_path(work, count, shared)) return std::nullopt;
 
   auto pooled = pool(x, num_segments, channels);
   auto y = empty_output(x, x.scalar_type());
   auto mean = at::empty({units}, running_mean.options());
   auto var = at::empty({units}, running_mean.options());
   const auto xs = plane_strides(x);
-  const int blocks = static_cast<int>(std::min<int64_t>(grid_size(work), kFusedBlocksPerSM * multiprocessor_count()));
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_fused_forward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     auto launch_indexed = [&](auto index) {
       using index_t = decltype(index);
-      launch(fused_forward_kernel<scalar_t, acc_t, index_t>, blocks, kThreads, shared, x.const_data_ptr<scalar_t>(), xs,
-             y.mutable_data_ptr<scalar_t>(), plane_strides(y), generator_view<acc_t>(params, running_mean),
-             pooled.const_data_ptr<acc_t>(), training, static_cast<acc_t>(eps), running_var.const_data_ptr<acc_t>(),
-             mean.mutable_data_ptr<acc_t>(), var.mutable_data_ptr<acc_t>(), index_t(videos), index_t(channels),
+      launch(fused_forward_kernel<scalar_t, acc_t, index_t>, fused_blocks(work), kThreads, shared,
+             x.const_data_ptr<scalar_t>(), xs, y.mutable_data_ptr<scalar_t>(), plane_strides(y),
+             generator_view<acc_t>(params, running_mean), pooled.const_data_ptr<acc_t>(), training,
+             static_cast<acc_t>(eps), running_var.const_data_ptr<acc_t>(), mean.mutable_data_ptr<acc_t>(),
+             var.mutable_data_ptr<acc_t>(), index_t(videos), index_t(channels),
              index_t(x.size(1)), index_t(spatial_size(x)), identity, along_channels(xs));
     };
     if (fits_int32(work)) {

@@ -62,21 +62,20 @@ __global__ void grad_weight_partial_kernel(const scalar_t* __restrict__ grad_y, 
 
 }  // namespace
 
-at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments, int64_t channels,
-                       int64_t kernel_size) {
+WeightGradPartials grad_weight_partials(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments,
+                                        int64_t channels, int64_t kernel_size) {
   const int64_t videos = x.size(0) / num_segments;
   const int64_t spatial = spatial_size(x);
   const auto options = x.options().dtype(accumulate_dtype(x.scalar_type()));
-  auto out = at::empty({videos, channels, kernel_size}, options);
   const auto gs = plane_strides(grad_y);
   const auto xs = plane_strides(x);
   const auto shape = reduction_shape(xs);
   const int tiles = static_cast<int>((channels + shape.tile - 1) / shape.tile);
   const int64_t blocks = videos * tiles;
-  if (blocks == 0) return out;
-  const int64_t splits = split_count(blocks, spatial, shape.lanes);
+  const int64_t splits = blocks == 0 ? 1 : split_count(blocks, spatial, shape.lanes);
+  auto partial = at::empty({splits, videos, channels, kernel_size}, options);
+  if (blocks == 0) return {partial, splits};
   const int64_t split_length = (spatial + splits - 1) / splits;
-  auto partial = splits == 1 ? out : at::empty({splits, videos, channels, kernel_size}, options);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_grad_weight", [&] {
     using acc_t = at::opmath_type<scalar_t>;
     const dim3 grid(static_cast<unsigned>(blocks), static_cast<unsigned>(splits));
@@ -84,7 +83,17 @@ at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t nu
            grad_y.const_data_ptr<scalar_t>(), gs, x.const_data_ptr<scalar_t>(), xs, partial.mutable_data_ptr<acc_t>(),
            videos, channels, spatial, static_cast<int>(num_segments), static_cast<int>(kernel_size), shape.tile, tiles,
            split_length);
-    if (splits > 1) sum_splits(partial, out, splits, acc_t(1));
+  });
+  return {partial, splits};
+}
+
+at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments, int64_t channels,
+                       int64_t kernel_size) {
+  auto partials = grad_weight_partials(grad_y, x, num_segments, channels, kernel_size);
+  if (partials.splits == 1) return partials.partial[0];
+  auto out = at::empty(partials.partial.sizes().slice(1), partials.partial.options());
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "dsa_ops_cuda_grad_weight_splits", [&] {
+    sum_splits(partials.partial, out, partials.splits, scalar_t(1));
   });
   return out;
 }

@@ -5,5 +5,13 @@
 #include "../kernel_table.h"
 
 namespace dsa_ops::cuda {
-DSA_OPS_DECLARE_KERNEL_TABLE(eval_forward, eval_forward_inplace, fused_forward)
+DSA_OPS_DECLARE_KERNEL_TABLE(eval_forward, eval_forward_inplace, fused_forward, fused_backward)
+
+// grad_weight before its splits of S are added: partial (splits, N, C', K), one launch.
+struct WeightGradPartials {
+  at::Tensor partial;
+  int64_t splits;
+};
+WeightGradPartials grad_weight_partials(const at::Tensor& grad_y, const at::Tensor& x, int64_t num_segments,
+                                        int64_t channels, int64_t kernel_size);
 }  // namespace dsa_ops::cuda
