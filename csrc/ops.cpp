@@ -75,17 +75,18 @@ struct ModuleParams {
   at::Tensor running_var;
 };
 
-// Validates the module's arguments (x, C', the generator's tensors and running statistics) and returns
-// them in the accumulation dtype.
+// Validates the module's arguments (x, C', the generator's tensors and running statistics, and in
+// training the rows the batch statistics are taken over) and returns them in the accumulation dtype.
 ModuleParams module_params(const at::Tensor& x, const at::Tensor& first_weight, const at::Tensor& bn_weight,
                            const at::Tensor& bn_bias, const at::Tensor& running_mean, const at::Tensor& running_var,
-                           const at::Tensor& second_weight, int64_t num_segments, int64_t channels) {
+                           const at::Tensor& second_weight, int64_t num_segments, int64_t channels, bool training) {
   check_input(x, num_segments);
   check_channels(x, channels);
   check_generator_params(x, num_segments, first_weight, bn_weight, bn_bias, second_weight);
   const int64_t hidden_size = first_weight.size(0);
   check_parameter(running_mean, x, {hidden_size}, "running_mean (generate.1.running_mean)");
   check_parameter(running_var, x, {hidden_size}, "running_var (generate.1.running_var)");
+  if (training) check_batch_rows(x.size(0) / num_segments * channels);
   auto t = all_in_accumulate_dtype(x, {first_weight, bn_weight, bn_bias, second_weight, running_mean, running_var});
   return {{t[0], t[1], t[2], t[3]}, t[4], t[5]};
 }
@@ -104,7 +105,6 @@ struct GeneratedKernels {
 GeneratedKernels generate_kernels(const SegmentKernels& kernels, const at::Tensor& input, const ModuleParams& params,
                                   int64_t num_segments, int64_t channels, bool training, double eps) {
   const int64_t videos = input.size(0) / num_segments;
-  if (training) check_batch_rows(videos * channels);
   auto pooled = kernels.pool(input, num_segments, channels);
   auto generated = kernels.generator(pooled.view({videos * channels, num_segments}), params.generator,
                                      params.running_mean, params.running_var, training, eps);
@@ -177,14 +177,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
     bool training, double eps, bool identity) {
   const at::OptionalDeviceGuard device_guard(at::device_of(x));
   const auto params = module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight,
-                                    num_segments, channels);
+                                    num_segments, channels, training);
   const auto input = readable_input(x);
   if (!training && kernels.eval_forward != nullptr) {
     auto out = kernels.eval_forward(input, params.generator, params.running_mean, params.running_var, num_segments,
                                     channels, eps, identity);
     if (out) return {out->y, out->pooled, out->mean, out->var};
   }
-  if (training) check_batch_rows(input.size(0) / num_segments * channels);
   if (kernels.fused_forward != nullptr) {
     auto out = kernels.fused_forward(input, params.generator, params.running_mean, params.running_var, num_segments,
                                      channels, training, eps, identity);
@@ -208,7 +207,7 @@ std::tuple<at::Tensor, at::Tensor> dsa_forward_(
   TORCH_CHECK(!x.requires_grad(), "x must not require grad for the in-place forward (dsa_forward_), which "
               "overwrites it; use the out-of-place forward (DSAConv(inplace=False)) when gradients are needed");
   const auto params = module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight,
-                                    num_segments, channels);
+                                    num_segments, channels, training);
   const auto input = readable_input(x);
   std::optional<std::tuple<at::Tensor, at::Tensor>> stats;
   if (!training && kernels.eval_forward_inplace != nullptr) {

@@ -111,21 +111,27 @@ def test_module_with_threads_resumed_from_the_last(rng, emulated, shape, num_seg
 
 def check_forward_and_backward(rng, emulated, shape, num_segments, channels, kernel_size, identity, layout, dtype,
                                training):
-    """dsa_forward and dsa_backward against the CPU's: outputs, statistics, gradients and their layout."""
+    """dsa_forward and dsa_backward against the CPU's: outputs, statistics, gradients and their layout.
+    Returns how many launches each took."""
     x = make_input(shape, dtype, layout, rng)
     grad_y = make_input(shape, dtype, layout, rng)
     params = generator_params(rng, num_segments, kernel_size, dtype)
     forward_args = (*params, num_segments, channels, training, EPS, identity)
+    before = emulated.launch_count()
     out = emulated.dsa_forward(x, *forward_args)
+    forward_launches = emulated.launch_count() - before
     expected = CPU.dsa_forward(x, *forward_args)
     assert out[0].stride() == expected[0].stride()
     assert_all_close(out, expected, dtype, x.shape)
     first_weight, bn_weight, bn_bias, _, _, second_weight = params
     backward_args = (first_weight, bn_weight, bn_bias, second_weight, num_segments, training, EPS, identity)
+    before = emulated.launch_count()
     grads = emulated.dsa_backward(grad_y, x, *expected[1:], *backward_args)
+    backward_launches = emulated.launch_count() - before
     expected_grads = CPU.dsa_backward(grad_y, x, *expected[1:], *backward_args)
     assert grads[0].stride() == expected_grads[0].stride()
     assert_all_close(grads, expected_grads, dtype, x.shape)
+    return forward_launches, backward_launches
 
 
 @over_cases_and_formats
@@ -276,26 +282,10 @@ def test_fused_backward_agrees_with_the_composed_backward(rng, emulated, monkeyp
 
 
 def fused_launches(rng, emulated, videos, num_segments, channels):
-    """Launches of a training dsa_forward and of its dsa_backward on (videos * U, C', 1, 1) channels-last
-    (the whole of x processed), both checked against the CPU's."""
-    x = make_input((videos * num_segments, channels, 1, 1), torch.float32, "channels_last", rng)
-    grad_y = make_input(x.shape, torch.float32, "channels_last", rng)
-    first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight = generator_params(
-        rng, num_segments, 3, torch.float32)
-    forward_args = (first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
-                    channels, True, EPS, False)
-    before = emulated.launch_count()
-    out = emulated.dsa_forward(x, *forward_args)
-    forward_launches = emulated.launch_count() - before
-    expected = CPU.dsa_forward(x, *forward_args)
-    assert_all_close(out, expected, torch.float32, x.shape)
-    backward_args = (grad_y, x, *expected[1:], first_weight, bn_weight, bn_bias, second_weight, num_segments, True,
-                     EPS, False)
-    before = emulated.launch_count()
-    grads = emulated.dsa_backward(*backward_args)
-    backward_launches = emulated.launch_count() - before
-    assert_all_close(grads, CPU.dsa_backward(*backward_args), torch.float32, x.shape)
-    return forward_launches, backward_launches
+    """check_forward_and_backward's launch counts in training on (videos * U, C', 1, 1) channels-last (the
+    whole of x processed)."""
+    return check_forward_and_backward(rng, emulated, (videos * num_segments, channels, 1, 1), num_segments,
+                                      channels, 3, False, "channels_last", torch.float32, True)
 
 
 def test_fused_paths_auto_take_up_to_1024_rows(rng, emulated, monkeypatch):

@@ -149,7 +149,8 @@ std::optional<ModuleGrads> fused_backward(const at::Tensor& grad_y, const at::Te
   const int64_t count = rows.size(0);
   const int64_t units = params.first_weight.size(0);
   const int64_t taps = params.second_weight.size(0);
-  const int64_t work = videos * x.size(1) * spatial_size(x);
+  const int64_t spatial = spatial_size(x);
+  const int64_t work = videos * x.size(1) * spatial;
   if (units > kMaxHidden || taps > kMaxTaps) return std::nullopt;
   const size_t shared = ((5 + 2 * kThreads / kWarp) * units + count * (2 * taps + num_segments)) *
                         c10::elementSize(accumulate_dtype(x.scalar_type()));
@@ -178,7 +179,7 @@ std::optional<ModuleGrads> fused_backward(const at::Tensor& grad_y, const at::Te
              generator_view<acc_t>(params, mean), rows.const_data_ptr<acc_t>(),
              partials.partial.const_data_ptr<acc_t>(), partials.splits, var.const_data_ptr<acc_t>(),
              static_cast<acc_t>(eps), training, parameter_grads, index_t(videos), index_t(channels),
-             index_t(x.size(1)), index_t(spatial_size(x)), identity, along_channels(gs));
+             index_t(x.size(1)), index_t(spatial), identity, along_channels(gs));
     };
     if (fits_int32(work)) {
       launch_indexed(int32_t{});

@@ -8,8 +8,8 @@
 #include <ATen/OpMathType.h>
 
 #include "aggregate.cuh"
-#include "generator.cuh"
 #include "fused_launch.h"
+#include "generator.cuh"
 #include "kernels.h"
 
 namespace dsa_ops::cuda {
@@ -70,7 +70,8 @@ std::optional<ModuleOutputs> fused_forward(const at::Tensor& x, const GeneratorP
   const int64_t count = videos * channels;
   const int64_t units = params.first_weight.size(0);
   const int64_t taps = params.second_weight.size(0);
-  const int64_t work = videos * x.size(1) * spatial_size(x);
+  const int64_t spatial = spatial_size(x);
+  const int64_t work = videos * x.size(1) * spatial;
   const size_t shared =
       (3 * units + count * std::max(units, taps)) * c10::elementSize(accumulate_dtype(x.scalar_type()));
   if (!fused_path(work, count, shared)) return std::nullopt;
@@ -89,7 +90,7 @@ std::optional<ModuleOutputs> fused_forward(const at::Tensor& x, const GeneratorP
              generator_view<acc_t>(params, running_mean), pooled.const_data_ptr<acc_t>(), training,
              static_cast<acc_t>(eps), running_var.const_data_ptr<acc_t>(), mean.mutable_data_ptr<acc_t>(),
              var.mutable_data_ptr<acc_t>(), index_t(videos), index_t(channels),
-             index_t(x.size(1)), index_t(spatial_size(x)), identity, along_channels(xs));
+             index_t(x.size(1)), index_t(spatial), identity, along_channels(xs));
     };
     if (fits_int32(work)) {
       launch_indexed(int32_t{});
