@@ -94,7 +94,7 @@ def cases(full):
 def run_ops(x, segments, taps, identity):
     """Every Triton op body on x (C' = 13): pooling, aggregation and their gradients, and the module's
     forward (out of place and in place) and backward in training and eval, eval both as one launch and
-    composed."""
+    not, the generator both in the aggregation kernels' prologue and in launches of its own."""
     from dsa_ops.triton import op_bodies
 
     channels, videos, dtype = 13, x.shape[0] // segments, x.dtype
@@ -107,8 +107,9 @@ def run_ops(x, segments, taps, identity):
     op_bodies.aggregate(x, weight, segments, identity)
     op_bodies.aggregate_grad_input(x, weight, grad_pooled, segments, identity)
     op_bodies.aggregate_grad_weight(x, x, segments, channels, taps)
-    for training, one_launch in itertools.product((True, False), ("always", "never")):
+    for training, one_launch, fused in itertools.product((True, False), ("always", "never"), ("always", "never")):
         os.environ["DSA_OPS_EVAL_ONE_LAUNCH"] = one_launch
+        os.environ["DSA_OPS_FUSED_GENERATOR"] = fused
         y, pooled, mean, var = op_bodies.dsa_forward(x, *params, segments, channels, training, 1e-5, identity)
         op_bodies.dsa_backward(y, x, pooled, mean, var, params[0], params[1], params[2], params[5], segments,
                                training, 1e-5, identity)
@@ -117,9 +118,9 @@ def run_ops(x, segments, taps, identity):
 
 def launched_kernels():
     """Names of the kernels the Triton backend launches (its @triton.jit functions named *_kernel)."""
-    from dsa_ops.triton import eval_forward, generator, kernels
+    from dsa_ops.triton import eval_forward, fused, generator, kernels
 
-    return sorted({name for module in (kernels, generator, eval_forward) for name, value in vars(module).items()
+    return sorted({name for module in (kernels, generator, eval_forward, fused) for name, value in vars(module).items()
                    if name.endswith("_kernel") and isinstance(value, triton.runtime.jit.JITFunction)})
 
 

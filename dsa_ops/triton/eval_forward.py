@@ -6,8 +6,6 @@ for.
 Where a (video, channel tile) grid is too small to keep the device busy, eval_forward and eval_forward_
 decline (return None) and the op composes pool, generator and aggregation, whose grids cover every row
 and position; DSA_OPS_EVAL_ONE_LAUNCH=always / never overrides that choice, as for the CUDA backend."""
-import os
-
 import triton
 import triton.language as tl
 
@@ -15,6 +13,7 @@ from .generator import _blocks, _hidden, _load_matrix, _load_vector, _rows_forwa
 from .kernels import (_acc, _aggregate_inplace_block, _aggregate_tile, _channel_means, _inplace_positions,
                       _multiprocessors, _tile)
 from .._layout import empty_output, plane_strides, spatial_size
+from .launch_mode import launch_mode
 from .launch_sizes import cdiv
 
 
@@ -105,9 +104,7 @@ ONE_LAUNCH_PROGRAMS_PER_SM = 2
 def _one_launch(x, programs):
     """Whether the eval forward runs as one launch of `programs` programs on x: DSA_OPS_EVAL_ONE_LAUNCH
     "always" or "never", else ("auto") when the grid fills the device (always in the interpreter)."""
-    mode = os.environ.get(ONE_LAUNCH_ENV) or "auto"
-    if mode not in ("auto", "always", "never"):
-        raise ValueError(f"{ONE_LAUNCH_ENV} must be auto, always or never, got {mode!r}")
+    mode = launch_mode(ONE_LAUNCH_ENV)
     if mode != "auto":
         return mode == "always"
     if not x.is_cuda:

@@ -214,7 +214,9 @@ def _grad_weight_kernel(dy_ptr, x_ptr, out_ptr, g_row, g_ch, g_sp, x_row, x_ch, 
     tl.store(out, acc, mask=c_mask[:, None] & (taps < kernel_size)[None, :])
 
 
-def pool(x, num_segments, channels):
+def pool_partials(x, num_segments, channels):
+    """(splits, N, C', U) partial means over splits of S (a single split where the grid fills the
+    device), for the caller to add in split order."""
     rows = x.shape[0]
     strides = plane_strides(x)
     block_c, block_s = _tile(strides)
@@ -226,7 +228,15 @@ def pool(x, num_segments, channels):
     if partial.numel():
         _pool_kernel[(rows, tiles, splits)](x, partial, *strides, channels, spatial, num_segments, split_length,
                                             ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s)
-    return partial.sum(0) if splits > 1 else partial[0]
+    return partial
+
+
+def _total(partial):
+    return partial.sum(0) if partial.shape[0] > 1 else partial[0]
+
+
+def pool(x, num_segments, channels):
+    return _total(pool_partials(x, num_segments, channels))
 
 
 def pool_backward(grad_pooled, x, num_segments):
@@ -310,7 +320,9 @@ def _multiprocessors(device):
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def grad_weight(grad_y, x, num_segments, channels, kernel_size):
+def grad_weight_partials(grad_y, x, num_segments, channels, kernel_size):
+    """(splits, N, C', K) partial sums of grad_weight over splits of S, for the caller to add in split
+    order."""
     videos = x.shape[0] // num_segments
     spatial = spatial_size(x)
     x_strides = plane_strides(x)
@@ -323,4 +335,8 @@ def grad_weight(grad_y, x, num_segments, channels, kernel_size):
             grad_y, x, partial, *plane_strides(grad_y), *x_strides, channels, spatial, num_segments, kernel_size,
             split_length, ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s,
             BLOCK_K=next_power_of_2(kernel_size))
-    return partial.sum(0) if splits > 1 else partial[0]
+    return partial
+
+
+def grad_weight(grad_y, x, num_segments, channels, kernel_size):
+    return _total(grad_weight_partials(grad_y, x, num_segments, channels, kernel_size))

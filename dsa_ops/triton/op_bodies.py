@@ -2,9 +2,9 @@
 readable layout, weights in the accumulation dtype, the module composed of pool -> generator ->
 aggregate). Argument validation happens in the op layer's Python checks before these run."""
 from .._layout import accumulate_dtype, readable_input
-from . import kernels
+from . import fused, kernels
 from .eval_forward import eval_forward, eval_forward_
-from .generator import generate, generate_backward
+from .generator import check_batch_rows, generate, generate_backward
 
 
 def _acc(t, x):
@@ -49,25 +49,35 @@ def _module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_va
 def _generate_kernels(x, params, running_mean, running_var, num_segments, channels, training, eps):
     """pool -> generator on x (readable), the arguments as _module_params gives them: (pooled, (N, C', K)
     kernels, mean, var)."""
-    videos = x.shape[0] // num_segments
-    pooled = kernels.pool(x, num_segments, channels)
-    kernel, mean, var = generate(pooled.view(videos * channels, num_segments), params, running_mean, running_var,
-                                 training, eps)
-    return pooled, kernel.view(videos, channels, params[3].shape[0]), mean, var
+    partial = kernels.pool_partials(x, num_segments, channels)
+    splits, videos = partial.shape[:2]
+    pooled, kernel, mean, var = generate(partial.view(splits, videos * channels, num_segments), params, running_mean,
+                                         running_var, training, eps)
+    return pooled.view(videos, channels, num_segments), kernel.view(videos, channels, -1), mean, var
+
+
+def _check_training_rows(x, num_segments, channels, training):
+    if training:
+        check_batch_rows(x.shape[0] // num_segments * channels)
 
 
 def dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
                 channels, training, eps, identity):
     """(y, pooled, mean, var). Memory plan as csrc/ops.cpp: pool reads the C' channels, the generator runs
     on the pooled rows, aggregate reads x once and writes y once; in eval one launch (eval_forward) where
-    it takes the shape."""
+    it takes the shape, else the generator in the aggregation kernel's prologue (fused.forward) where it
+    takes the rows."""
     x = readable_input(x)
+    _check_training_rows(x, num_segments, channels, training)
     params, running_mean, running_var = _module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
                                                        second_weight)
     if not training:
         out = eval_forward(x, params, running_mean, running_var, num_segments, channels, eps, identity)
         if out is not None:
             return out
+    if fused.fused_path(x, x.shape[0] // num_segments * channels):
+        partial = kernels.pool_partials(x, num_segments, channels)
+        return fused.forward(x, partial, params, running_mean, running_var, num_segments, training, eps, identity)
     pooled, kernel, mean, var = _generate_kernels(x, params, running_mean, running_var, num_segments, channels,
                                                   training, eps)
     return kernels.aggregate(x, kernel, num_segments, identity), pooled, mean, var
@@ -83,6 +93,7 @@ def dsa_forward_(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
         raise RuntimeError("x must not require grad for the in-place forward (dsa_forward_), which overwrites it; "
                            "use the out-of-place forward (DSAConv(inplace=False)) when gradients are needed")
     work = readable_input(x)
+    _check_training_rows(work, num_segments, channels, training)
     params, running_mean, running_var = _module_params(work, first_weight, bn_weight, bn_bias, running_mean,
                                                        running_var, second_weight)
     stats = None
@@ -101,16 +112,22 @@ def dsa_forward_(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
 def dsa_backward(grad_y, x, pooled, mean, var, first_weight, bn_weight, bn_bias, second_weight, num_segments,
                  training, eps, identity):
     """(grad_x, grad_first_weight, grad_bn_weight, grad_bn_bias, grad_second_weight); grad_weight reads the
-    C' channels of grad_y and x once, grad_x is written once with the pooled gradient folded in."""
+    C' channels of grad_y and x once, grad_x is written once with the pooled gradient folded in, by
+    fused.backward (the generator's backward in its prologue) where it takes the rows."""
     params = _params(x, first_weight, bn_weight, bn_bias, second_weight)
     videos, channels, kernel_size = x.shape[0] // num_segments, pooled.shape[1], second_weight.shape[0]
     rows = _acc(pooled, x).view(videos * channels, num_segments)
     dy, x = readable_input(grad_y), readable_input(x)
-    grad_kernel = kernels.grad_weight(dy, x, num_segments, channels, kernel_size)
-    reversed_kernel, grad_pooled, *grad_params = generate_backward(rows, params, _acc(mean, x), _acc(var, x),
-                                                                   grad_kernel.view(videos * channels, kernel_size),
-                                                                   training, eps)
-    grad_x = kernels.aggregate(dy, reversed_kernel.view(videos, channels, kernel_size), num_segments, identity,
-                               grad_pooled.view(videos, channels, num_segments))
+    grad_partial = kernels.grad_weight_partials(dy, x, num_segments, channels, kernel_size)
+    mean, var = _acc(mean, x), _acc(var, x)
+    if fused.fused_path(dy, videos * channels):
+        grad_x, *grad_params = fused.backward(dy, rows, grad_partial, params, mean, var, num_segments, training, eps,
+                                              identity)
+    else:
+        reversed_kernel, grad_pooled, *grad_params = generate_backward(
+            rows, params, mean, var, grad_partial.view(grad_partial.shape[0], videos * channels, kernel_size),
+            training, eps)
+        grad_x = kernels.aggregate(dy, reversed_kernel.view(videos, channels, kernel_size), num_segments, identity,
+                                   grad_pooled.view(videos, channels, num_segments))
     originals = (first_weight, bn_weight, bn_bias, second_weight)
     return (grad_x, *(g.to(p.dtype) for g, p in zip(grad_params, originals)))
