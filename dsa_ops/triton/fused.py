@@ -16,9 +16,9 @@ import triton
 import triton.language as tl
 
 from .._layout import empty_output, plane_strides, spatial_size
-from .generator import (_blocks, _bn_input_terms, _generator_grad_sums, _generator_grads_pass, _hidden,
-                        _load_matrix, _load_vector, _row_block, _rows_forward, _rows_input_grads, _statistics,
-                        _store_parameter_grads, _store_rows, _store_vectors)
+from .generator import (_backward_operands, _blocks, _bn_input_terms, _generator_grad_sums, _generator_grads_pass,
+                        _hidden, _load_matrix, _load_vector, _row_block, _rows_forward, _rows_input_grads,
+                        _statistics, _store_parameter_grads, _store_rows, _store_vectors)
 from .kernels import _acc, _aggregate_tile, _splits, _tile
 from .launch_mode import launch_mode
 from .launch_sizes import cdiv
@@ -112,12 +112,9 @@ def _fused_backward_kernel(dy_ptr, grad_x_ptr, rows_ptr, grad_partial_ptr, grad_
     kernels = kernel_ptr + tl.program_id(2).to(tl.int64) * count * taps
     grad_rows = grad_rows_ptr + tl.program_id(2).to(tl.int64) * count * num_segments
     if tl.program_id(1) * BLOCK_C < channels:
-        w1 = _load_matrix(w1_ptr, hidden, num_segments, BLOCK_H, BLOCK_U)
-        w2 = _load_matrix(w2_ptr, taps, hidden, BLOCK_K, BLOCK_H)
-        bn_w = _load_vector(bn_w_ptr, hidden, BLOCK_H)
-        bn_b = _load_vector(bn_b_ptr, hidden, BLOCK_H)
-        mean = _load_vector(mean_ptr, hidden, BLOCK_H)
-        invstd = 1.0 / tl.sqrt(_load_vector(var_ptr, hidden, BLOCK_H) + eps)
+        w1, w2, bn_w, bn_b, mean, invstd = _backward_operands(w1_ptr, w2_ptr, bn_w_ptr, bn_b_ptr, mean_ptr, var_ptr,
+                                                              num_segments, hidden, taps, eps, BLOCK_U, BLOCK_H,
+                                                              BLOCK_K)
         if TRAINING:
             _, grad_bn_w, grad_bn_b = _generator_grad_sums(rows_ptr, grad_partial_ptr, grad_splits, count,
                                                            num_segments, taps, w1, mean, invstd, bn_w, bn_b, w2,

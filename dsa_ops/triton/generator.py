@@ -3,7 +3,9 @@ one program each (the generator's work is tiny: launches, not flops, are its cos
     h = W1 p;  n = (h - mean) * invstd;  a = relu(bn_w * n + bn_b);  kernel = softmax(W2 a).
 The program walks the rows in blocks of BLOCK_R, adding the sums over rows (BatchNorm statistics,
 parameter gradients) block by block in a fixed order: deterministic. The backward recomputes the
-forward's per-row values instead of keeping them. Values are in the accumulation dtype."""
+forward's per-row values instead of keeping them. Values are in the accumulation dtype. The rows and
+grad_kernel arrive as the partial sums of the launch before (pooling's, grad_weight's splits of S),
+added here in split order. fused.py runs the same helpers in every program of its aggregation kernels."""
 import torch
 import triton
 import triton.language as tl
@@ -91,6 +93,18 @@ def _store_vectors(a_ptr, b_ptr, a, b, count, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _store_rows(ptr, r, values, end, cols, BLOCK_COLS: tl.constexpr, REVERSED: tl.constexpr):
+    """values (rows r, BLOCK_COLS) stored as rows of `cols` (in reverse column order when REVERSED), rows
+    below end."""
+    j = tl.arange(0, BLOCK_COLS)
+    if REVERSED:
+        column = cols - 1 - j
+    else:
+        column = j
+    tl.store(ptr + r[:, None] * cols + column[None, :], values, mask=(r < end)[:, None] & (j < cols)[None, :])
+
+
+@triton.jit
 def _generator_kernel(partial_ptr, splits, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr, running_var_ptr,
                       pooled_ptr, mean_ptr, var_ptr, kernel_ptr, count, segments, hidden, taps, eps,
                       TRAINING: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_H: tl.constexpr,
@@ -107,13 +121,11 @@ def _generator_kernel(partial_ptr, splits, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, r
     bn_w = _load_vector(bn_w_ptr, hidden, BLOCK_H)
     bn_b = _load_vector(bn_b_ptr, hidden, BLOCK_H)
     w2 = _load_matrix(w2_ptr, taps, hidden, BLOCK_K, BLOCK_H)
-    k = tl.arange(0, BLOCK_K)
-    u = tl.arange(0, BLOCK_U)
     for r0 in range(0, count, BLOCK_R):
         r, p = _row_block(partial_ptr, splits, count * segments, r0, count, segments, BLOCK_R, BLOCK_U)
-        tl.store(pooled_ptr + r[:, None] * segments + u[None, :], p, mask=(r < count)[:, None] & (u < segments)[None, :])
+        _store_rows(pooled_ptr, r, p, count, segments, BLOCK_U, False)
         _, _, kernel = _rows_forward(_hidden(p, w1), mean, invstd, bn_w, bn_b, w2, taps, BLOCK_K)
-        tl.store(kernel_ptr + r[:, None] * taps + k[None, :], kernel, mask=(r < count)[:, None] & (k < taps)[None, :])
+        _store_rows(kernel_ptr, r, kernel, count, taps, BLOCK_K, False)
 
 
 @triton.jit
@@ -175,18 +187,6 @@ def _rows_input_grads(rows_ptr, grad_ptr, grad_splits, r0, end, count, segments,
 
 
 @triton.jit
-def _store_rows(ptr, r, values, end, cols, BLOCK_COLS: tl.constexpr, REVERSED: tl.constexpr):
-    """values (rows r, BLOCK_COLS) stored as rows of `cols` (in reverse column order when REVERSED), rows
-    below end."""
-    j = tl.arange(0, BLOCK_COLS)
-    if REVERSED:
-        column = cols - 1 - j
-    else:
-        column = j
-    tl.store(ptr + r[:, None] * cols + column[None, :], values, mask=(r < end)[:, None] & (j < cols)[None, :])
-
-
-@triton.jit
 def _generator_grads_pass(rows_ptr, grad_ptr, grad_splits, kernel_ptr, grad_rows_ptr, count, segments, taps, w1,
                           mean, invstd, bn_w, bn_b, w2, mean_grad, projection, STORE: tl.constexpr,
                           BLOCK_R: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_H: tl.constexpr,
@@ -215,6 +215,18 @@ def _store_parameter_grads(grad_w1_ptr, grad_bn_w_ptr, grad_bn_b_ptr, grad_w2_pt
 
 
 @triton.jit
+def _backward_operands(w1_ptr, w2_ptr, bn_w_ptr, bn_b_ptr, mean_ptr, var_ptr, segments, hidden, taps, eps,
+                       BLOCK_U: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+    """(w1, w2, bn_w, bn_b, mean, invstd): what the generator's backward reads besides the rows."""
+    w1 = _load_matrix(w1_ptr, hidden, segments, BLOCK_H, BLOCK_U)
+    w2 = _load_matrix(w2_ptr, taps, hidden, BLOCK_K, BLOCK_H)
+    bn_w = _load_vector(bn_w_ptr, hidden, BLOCK_H)
+    bn_b = _load_vector(bn_b_ptr, hidden, BLOCK_H)
+    mean = _load_vector(mean_ptr, hidden, BLOCK_H)
+    return w1, w2, bn_w, bn_b, mean, 1.0 / tl.sqrt(_load_vector(var_ptr, hidden, BLOCK_H) + eps)
+
+
+@triton.jit
 def _generator_backward_kernel(rows_ptr, grad_partial_ptr, grad_splits, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr,
                                mean_ptr, var_ptr, kernel_ptr, grad_rows_ptr, grad_w1_ptr, grad_bn_w_ptr,
                                grad_bn_b_ptr, grad_w2_ptr, count, segments, hidden, taps, eps, TRAINING: tl.constexpr,
@@ -223,12 +235,8 @@ def _generator_backward_kernel(rows_ptr, grad_partial_ptr, grad_splits, w1_ptr, 
     # Memory plan: reads the (R, U) rows and grad_weight's (splits, R, K) partial sums twice (the
     # BatchNorm backward needs sums over all rows before any row's input gradient); writes the (R, K)
     # kernels (taps reversed, for grad_x), grad_rows (R, U) and the parameter gradients. Grid: (1,).
-    w1 = _load_matrix(w1_ptr, hidden, segments, BLOCK_H, BLOCK_U)
-    w2 = _load_matrix(w2_ptr, taps, hidden, BLOCK_K, BLOCK_H)
-    bn_w = _load_vector(bn_w_ptr, hidden, BLOCK_H)
-    bn_b = _load_vector(bn_b_ptr, hidden, BLOCK_H)
-    mean = _load_vector(mean_ptr, hidden, BLOCK_H)
-    invstd = 1.0 / tl.sqrt(_load_vector(var_ptr, hidden, BLOCK_H) + eps)
+    w1, w2, bn_w, bn_b, mean, invstd = _backward_operands(w1_ptr, w2_ptr, bn_w_ptr, bn_b_ptr, mean_ptr, var_ptr,
+                                                          segments, hidden, taps, eps, BLOCK_U, BLOCK_H, BLOCK_K)
     grad_w2, grad_bn_w, grad_bn_b = _generator_grad_sums(rows_ptr, grad_partial_ptr, grad_splits, count, segments,
                                                          taps, w1, mean, invstd, bn_w, bn_b, w2, BLOCK_R, BLOCK_U,
                                                          BLOCK_H, BLOCK_K)
