@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared check for a GPU machine: build in place for the visible GPU; then, alone on the GPU,
-# the benchmark's paper preset on CUDA (backends and eager, modes fwd, full, inference and inplace); then,
+# the benchmark's paper preset on CUDA (backends and eager, modes fwd, full, inference and inplace, and
+# the backends' training modes again with the generator in launches of its own: *-unfused); then,
 # side by side (none of them is timed), the whole test suite with the GPU (and slow) tests, the large
 # property-based profile on CUDA and Triton, and compute-sanitizer memcheck + racecheck on a small case;
 # last torch.compile of the reference (time-boxed: every shape compiles afresh). The whole check keeps to a
@@ -80,7 +81,8 @@ if grep -q "^build|pass" "$STATUS"; then
   # Timings first and alone on the GPU (the benchmark checks every provider against the reference before
   # timing it, and writes its CSV after every shape).
   backends=$($PY -c "import dsa_ops
-print(','.join(['reference'] + [b for b in ('cuda', 'triton') if dsa_ops.backend_status()[b] is None]))")
+usable = [b for b in ('cuda', 'triton') if dsa_ops.backend_status()[b] is None]
+print(','.join(['reference', *usable, *(b + '-unfused' for b in usable)]))")
   step bench "$OUT/bench.log" 200 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
     --dtypes float32,bfloat16 --providers "$backends" --modes fwd,full,inference,inplace --out "$OUT"
   # Correctness side by side: the suite (with pytest-xdist, where installed, in 6 processes of 2 CPU
@@ -112,10 +114,10 @@ done
 $PY - "$OUT/bench.csv" "$OUT/compile/bench.csv" <<'PYEOF'
 import csv, os, sys
 rows = [r for path in sys.argv[1:] if os.path.exists(path) for r in csv.DictReader(open(path))
-        if r["provider"] in ("cuda", "triton", "compile")]
+        if r["provider"] in ("cuda", "triton", "cuda-unfused", "triton-unfused", "compile")]
 print("time as a multiple of x.clone() (wall, and the device's own work), speedup over eager, host time:")
 for r in rows:
-    print(f"  {r['provider']:<7} {r['case']:<11} split {r['split']:<5} {r['dtype']:<8} {r['mode']:<9} "
+    print(f"  {r['provider']:<14} {r['case']:<11} split {r['split']:<5} {r['dtype']:<8} {r['mode']:<9} "
           f"{r['x_clone']:>6}x clone  {r['gpu_x_clone']:>6}x device  {r['vs_eager']:>7} vs eager  "
           f"{r['host_ms']:>7} ms host")
 PYEOF

@@ -2,6 +2,7 @@
 check that refuses to time a provider that disagrees with the reference, and argument errors."""
 import csv
 import importlib.util
+import os
 
 import pytest
 import torch
@@ -63,6 +64,33 @@ def test_a_provider_that_disagrees_is_not_timed(tmp_path, monkeypatch):
     monkeypatch.setattr(cli, "build_module", wrong_for_cpu)
     with pytest.raises(RuntimeError, match=r"provider 'cpu' disagrees with the reference .* fwd: output off by"):
         run(tmp_path)
+
+
+def test_unfused_providers_time_the_training_modes_with_the_generator_in_its_own_launch(tmp_path, monkeypatch):
+    """cuda-unfused / triton-unfused: DSAConv on that backend, under DSA_OPS_FUSED_GENERATOR=never while
+    it is checked and timed (and only then), in the training modes only."""
+    monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "always")
+    checked, timed_under = [], []
+
+    def check(module, provider, *args):
+        checked.append((provider, module.backend, os.environ["DSA_OPS_FUSED_GENERATOR"]))
+
+    def timed(setup, step, device, min_run_time):
+        timed_under.append(os.environ["DSA_OPS_FUSED_GENERATOR"])
+        return (1e-3, 1e-3, 1e-3, None, 0, None, None), None
+
+    monkeypatch.setattr(cli, "check_agrees", check)
+    monkeypatch.setattr(cli, "timed", timed)
+    cli.main(["--device", "cpu", "--preset", "quick", "--providers", "triton,triton-unfused,cuda-unfused", "--modes",
+              "fwd,inference", "--out", str(tmp_path)])
+    with open(tmp_path / "bench.csv") as f:
+        rows = [(r["mode"], r["provider"]) for r in csv.DictReader(f)]
+    assert rows == [("-", "clone"), ("fwd", "triton"), ("fwd", "triton-unfused"), ("fwd", "cuda-unfused"),
+                    ("inference", "triton")]
+    assert checked == [("triton", "triton", "always"), ("triton-unfused", "triton", "never"),
+                       ("cuda-unfused", "cuda", "never"), ("triton", "triton", "always")]
+    assert timed_under == ["always", "always", "never", "never", "always"]
+    assert os.environ["DSA_OPS_FUSED_GENERATOR"] == "always"
 
 
 @pytest.mark.parametrize("argv, message", [

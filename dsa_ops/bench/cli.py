@@ -1,8 +1,9 @@
 """dsa-bench: times the DSA module per provider and mode, as a multiple of x.clone() on the same tensor.
 
 Providers: clone (the yardstick, always timed), reference (the paper module in eager PyTorch), compile
-(torch.compile of it; compile time reported apart), cpu / cuda / triton (DSAConv on that backend). By
-default every provider usable on the device runs. Modes: fwd (training forward), bwd (its backward
+(torch.compile of it; compile time reported apart), cpu / cuda / triton (DSAConv on that backend),
+cuda-unfused / triton-unfused (the same with DSA_OPS_FUSED_GENERATOR=never, training modes only: the
+fused paths' "before"). By default every provider usable on the device runs, the unfused ones aside. Modes: fwd (training forward), bwd (its backward
 alone), full (both), inference (eval, no_grad), inplace (inference with DSAConv(inplace=True), kernel
 backends only, compared with the eager and compiled inference rows). Each provider is checked against
 the float64 reference before it is timed.
@@ -22,8 +23,8 @@ import torch
 from .. import backend_status, ops
 from . import cases as case_sets
 from . import report
-from .providers import BACKENDS, INPLACE_PROVIDERS, MODES, PROVIDERS, build_module, check_agrees, floor_bytes, \
-    input_copies, make_step, random_state
+from .providers import BACKENDS, MODES, PROVIDERS, build_module, check_agrees, floor_bytes, input_copies, make_step, \
+    provider_settings, random_state, runs_mode
 from .timing import device_work, measure, peak_memory, without, work_totals
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -67,16 +68,17 @@ def run_case(case, dtype, providers, modes, device, min_run_time, progress):
     rows, breakdowns = [("-", "clone", *columns, None)], {("-", "clone"): kernels}
     for mode in modes:
         for provider in providers:
-            if provider == "clone" or (mode == "inplace" and provider not in INPLACE_PROVIDERS):
+            if provider == "clone" or not runs_mode(provider, mode):
                 continue
             progress(f"{case.label()} {mode} {provider}")
             module = build_module(provider, case, state, device, dtype)
-            start = time.perf_counter()
-            if provider != "reference":
-                check_agrees(module, provider, case, state, mode, device, dtype)
-            compile_seconds = time.perf_counter() - start if provider == "compile" else None
-            setup, step = make_step(module, mode, xs, grads)
-            columns, breakdowns[(mode, provider)] = timed(setup, step, device, min_run_time)
+            with provider_settings(provider):
+                start = time.perf_counter()
+                if provider != "reference":
+                    check_agrees(module, provider, case, state, mode, device, dtype)
+                compile_seconds = time.perf_counter() - start if provider == "compile" else None
+                setup, step = make_step(module, mode, xs, grads)
+                columns, breakdowns[(mode, provider)] = timed(setup, step, device, min_run_time)
             rows.append((mode, provider, *columns, compile_seconds))
     return rows, breakdowns
 

@@ -1,15 +1,20 @@
 """What a run times: per provider a module with the case's weights, checked against the reference
 before it is timed, and per mode the step that runs it on inputs that rotate through enough copies to
 keep the L2 cache from flattering small shapes."""
+import contextlib
 import itertools
 import math
+import os
 
 import torch
 
 from .. import DSAConv, DSAReference
 
 BACKENDS = ("cpu", "cuda", "triton")
-PROVIDERS = ("clone", "reference", "compile", *BACKENDS)
+# The backends with fused training paths again, run with DSA_OPS_FUSED_GENERATOR=never (the generator in
+# launches of its own): the "before" of those paths, timed in the training modes only.
+UNFUSED = {"cuda-unfused": "cuda", "triton-unfused": "triton"}
+PROVIDERS = ("clone", "reference", "compile", *BACKENDS, *UNFUSED)
 MODES = ("fwd", "bwd", "full", "inference", "inplace")
 TRAINING_MODES = ("fwd", "bwd", "full")
 # inplace: DSAConv(inplace=True) in eval under no_grad, on the kernel backends (the eager and compiled
@@ -33,11 +38,36 @@ def random_state(case):
     return module.state_dict()
 
 
+def runs_mode(provider, mode):
+    """Whether a provider has a row in a mode."""
+    if provider in UNFUSED:
+        return mode in TRAINING_MODES
+    return mode != "inplace" or provider in INPLACE_PROVIDERS
+
+
+@contextlib.contextmanager
+def provider_settings(provider):
+    """The environment a provider runs in: DSA_OPS_FUSED_GENERATOR=never for the unfused ones."""
+    if provider not in UNFUSED:
+        yield
+        return
+    saved = os.environ.get("DSA_OPS_FUSED_GENERATOR")
+    os.environ["DSA_OPS_FUSED_GENERATOR"] = "never"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["DSA_OPS_FUSED_GENERATOR"]
+        else:
+            os.environ["DSA_OPS_FUSED_GENERATOR"] = saved
+
+
 def build_module(provider, case, state, device, dtype):
     kwargs = dict(U_segment=case.segments, kernel_size=case.kernel_size, padding=case.kernel_size // 2,
                   split_ratio=case.split)
-    if provider in BACKENDS:
-        module = DSAConv(case.channels, backend=provider, **kwargs)
+    backend = UNFUSED.get(provider, provider)
+    if backend in BACKENDS:
+        module = DSAConv(case.channels, backend=backend, **kwargs)
     else:
         module = DSAReference(case.channels, **kwargs)
     module.load_state_dict(state)
