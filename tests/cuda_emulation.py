@@ -2,7 +2,11 @@
 as ops on CPU tensors: torch.ops.dsa_ops_emulated_cuda.<op>, with dsa_ops.ops.SCHEMAS. They check the
 kernels' arithmetic, indexing, launch sizes and barriers on a machine without a GPU (not their speed,
 and not races the emulation's fixed interleaving cannot show). Built once per checkout with the
-compiler the extension was built with (torch.utils.cpp_extension, into build/cuda_emulation)."""
+compiler the extension was built with (torch.utils.cpp_extension, into build/cuda_emulation).
+
+DSA_OPS_EMULATION_ASAN=1 builds it with AddressSanitizer instead (into build/cuda_emulation_asan), so that
+a kernel reading or writing outside a tensor's memory fails; the process must preload libasan (and
+libstdc++, which ASan must see before torch throws): `make test-asan`."""
 import functools
 import os
 import sys
@@ -27,14 +31,17 @@ def emulated_ops():
     bin_dir = os.path.dirname(sys.executable)  # where pip put ninja, in a virtual environment
     if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
         os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
-    build_dir = os.path.join(ROOT, "build", "cuda_emulation")
+    asan = os.environ.get("DSA_OPS_EMULATION_ASAN") == "1"
+    build_dir = os.path.join(ROOT, "build", "cuda_emulation_asan" if asan else "cuda_emulation")
     os.makedirs(build_dir, exist_ok=True)
+    sanitize = ["-fsanitize=address", "-fno-omit-frame-pointer"] if asan else []
     cpp_extension.load(
         name=NAMESPACE,
         sources=[os.path.join(ROOT, source) for source in SOURCES],
         # hidden: its copies of the op layer and the kernel table, never those of dsa_ops._C (a function's
         # static, like the table, would otherwise be one object across the two libraries)
-        extra_cflags=["-O2", "-DDSA_OPS_CUDA_EMULATION", "-fvisibility=hidden"],
+        extra_cflags=["-O2", "-DDSA_OPS_CUDA_EMULATION", "-fvisibility=hidden", *sanitize],
+        extra_ldflags=sanitize,
         build_directory=build_dir,
         is_python_module=False,
     )
