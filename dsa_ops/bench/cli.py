@@ -75,7 +75,7 @@ def run_case(case, dtype, providers, modes, device, min_run_time, progress):
             with provider_settings(provider):
                 start = time.perf_counter()
                 if provider != "reference":
-                    check_agrees(module, provider, case, state, mode, device, dtype)
+                    check_agrees(module, provider, case, mode, device, dtype)
                 compile_seconds = time.perf_counter() - start if provider == "compile" else None
                 setup, step = make_step(module, mode, xs, grads)
                 columns, breakdowns[(mode, provider)] = timed(setup, step, device, min_run_time)

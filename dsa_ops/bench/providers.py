@@ -2,6 +2,7 @@
 before it is timed, and per mode the step that runs it on inputs that rotate through enough copies to
 keep the L2 cache from flattering small shapes."""
 import contextlib
+import functools
 import itertools
 import math
 import os
@@ -153,25 +154,37 @@ def _inplace_step(module, xs, turn):
     return restore_previous, step
 
 
-def check_agrees(module, provider, case, state, mode, device, dtype):
-    """Raises unless the provider's output (and input gradient) match the float64 reference on the CPU."""
+@functools.lru_cache(maxsize=2)
+def _reference_result(case, training):
+    """(x, grad, output, input gradient (None in eval)) of the float64 reference on the CPU: the same for
+    every provider, mode of a kind (training or eval) and dtype, so computed once for them all."""
     reference = DSAReference(case.channels, U_segment=case.segments, kernel_size=case.kernel_size,
                              padding=case.kernel_size // 2, split_ratio=case.split).double()
-    reference.load_state_dict(state)
-    set_mode(module, mode)
-    reference.train(mode in TRAINING_MODES)
+    reference.load_state_dict(random_state(case))
+    reference.train(training)
     generator = torch.Generator().manual_seed(1)
     x = torch.randn(case.shape(), generator=generator, dtype=torch.float64)
     grad = torch.randn(case.shape(), generator=generator, dtype=torch.float64)
-    backward = mode in ("bwd", "full")
+    x_ref = x.clone().requires_grad_(training)
+    with torch.set_grad_enabled(training):
+        y = reference(x_ref)
+    if training:
+        y.backward(grad)
+    return x, grad, y.detach(), x_ref.grad
+
+
+def check_agrees(module, provider, case, mode, device, dtype):
+    """Raises unless the provider's output (and input gradient) match the float64 reference on the CPU."""
+    set_mode(module, mode)
+    training, backward = mode in TRAINING_MODES, mode in ("bwd", "full")
+    x, grad, expected_y, expected_grad = _reference_result(case, training)
     x_mine = x.to(device=device, dtype=dtype, copy=True).requires_grad_(backward)
-    x_ref = x.clone().requires_grad_(backward)
-    with torch.set_grad_enabled(mode in TRAINING_MODES):
-        pairs = [(module(x_mine), reference(x_ref), "output")]
+    with torch.set_grad_enabled(training):
+        y = module(x_mine)
+    pairs = [(y, expected_y, "output")]
     if backward:
-        pairs[0][0].backward(grad.to(device=device, dtype=dtype))
-        pairs[0][1].backward(grad)
-        pairs.append((x_mine.grad, x_ref.grad, "input gradient"))
+        y.backward(grad.to(device=device, dtype=dtype))
+        pairs.append((x_mine.grad, expected_grad, "input gradient"))
     tolerance = TOLERANCE[dtype]
     for mine, expected, what in pairs:
         error = (mine.detach().double().cpu() - expected.detach()).abs().max().item()
