@@ -146,6 +146,40 @@ def test_triton_launches(rng, monkeypatch, backend, mode, training):
 
 
 @pytest.mark.parametrize("backend", [backend_param("triton")])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("shape, layout", [((3 * 4, 24, 2, 5, 5), "channels_last"), ((2 * 4, 6, 3, 16, 16),
+                                                                                     "contiguous")],
+                         ids=["channels_last", "spans"])
+def test_triton_fused_inplace_forward(rng, monkeypatch, backend, training, dtype, shape, layout):
+    """Triton's in-place forward, the generator in the in-place aggregation's prologue (pooling + one
+    launch): bit for bit the composed in-place forward (running statistics too), close to the reference,
+    the passthrough channels untouched."""
+    monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", "never")
+    fused, ref = configured_pair(rng, backend, shape[1], 4, 3, 0.5, True, training, dtype)
+    fused.inplace = True
+    x = make_input(shape, dtype, layout, rng, device=device_for(backend))
+    expected = ref(x.cpu().double())
+    outputs, running, launched = {}, {}, {}
+    for mode in ("never", "always"):
+        monkeypatch.setenv(ENV, mode)
+        module = copy.deepcopy(fused)
+        launches = triton_launches(monkeypatch)
+        with torch.no_grad():
+            outputs[mode] = module(x.clone())
+        launched[mode] = list(launches)
+        running[mode] = module.generate[1].running_mean, module.generate[1].running_var
+    assert launched == {"never": ["_pool_kernel", "_generator_kernel", "_aggregate_inplace_kernel"],
+                        "always": ["_pool_kernel", "_fused_inplace_kernel"]}
+    y = outputs["always"]
+    assert_close(y, expected, dtype)
+    assert torch.equal(y[:, shape[1] // 2:], x[:, shape[1] // 2:])
+    assert torch.equal(y, outputs["never"])
+    for fused_stat, composed_stat in zip(running["always"], running["never"]):
+        assert torch.equal(fused_stat, composed_stat)
+
+
+@pytest.mark.parametrize("backend", [backend_param("triton")])
 def test_triton_auto_fuses_up_to_the_row_limit(monkeypatch, backend):
     from dsa_ops.triton.fused import FUSED_ROWS_MAX, fused_path
 

@@ -1,7 +1,8 @@
 """The module's forward and backward in two Triton launches each, the generator run in the prologue of
 the aggregation kernel (the Triton twin of csrc/cuda/fused_forward.cu and fused_backward.cu):
     forward:  pooling's partial sums; then every program finishes the pooled rows, the BatchNorm
-              statistics over all R = N*C' rows and its own rows' kernels, and aggregates its positions;
+              statistics over all R = N*C' rows and its own rows' kernels, and aggregates its positions
+              (in place too, forward_, where the CUDA backend still composes);
     backward: grad_weight's partial sums; then every program runs the generator's backward (its
               BatchNorm sums over all rows) for its own rows and aggregates grad_x, the pooled gradient
               folded in; the first program also writes the parameter gradients.
@@ -19,7 +20,7 @@ from .._layout import empty_output, plane_strides, spatial_size
 from .generator import (_backward_operands, _blocks, _bn_input_terms, _generator_grad_sums, _generator_grads_pass,
                         _hidden, _load_matrix, _load_vector, _row_block, _rows_forward, _rows_input_grads,
                         _statistics, _store_parameter_grads, _store_rows, _store_vectors)
-from .kernels import _acc, _aggregate_tile, _splits, _tile
+from .kernels import _acc, _aggregate_inplace_block, _aggregate_tile, _inplace_tile, _splits, _tile
 from .launch_mode import launch_mode
 from .launch_sizes import cdiv
 
@@ -56,6 +57,32 @@ def _first_program():
 
 
 @triton.jit
+def _own_kernels(partial_ptr, splits, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr, running_var_ptr,
+                 pooled_ptr, mean_ptr, var_ptr, kernels, video, count, channels, num_segments, hidden, taps, eps,
+                 TRAINING: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_U: tl.constexpr,
+                 BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
+    """The kernels of this program's rows (its channel tile of one video) into its slab `kernels` of the
+    scratch, from the statistics the BatchNorm uses (in training the batch's, over all R = count rows of
+    pooling's partial sums). The programs of the first span store their rows' pooled values, the first
+    program the statistics."""
+    w1 = _load_matrix(w1_ptr, hidden, num_segments, BLOCK_H, BLOCK_U)
+    mean, var = _statistics(partial_ptr, splits, count, num_segments, w1, running_mean_ptr, running_var_ptr, hidden,
+                            TRAINING, BLOCK_R, BLOCK_U, BLOCK_H)
+    w2 = _load_matrix(w2_ptr, taps, hidden, BLOCK_K, BLOCK_H)
+    bn_w = _load_vector(bn_w_ptr, hidden, BLOCK_H)
+    bn_b = _load_vector(bn_b_ptr, hidden, BLOCK_H)
+    end = video * channels + channels
+    r, p = _row_block(partial_ptr, splits, count * num_segments, video * channels + tl.program_id(1) * BLOCK_C, end,
+                      num_segments, BLOCK_C, BLOCK_U)
+    _, _, kernel = _rows_forward(_hidden(p, w1), mean, 1.0 / tl.sqrt(var + eps), bn_w, bn_b, w2, taps, BLOCK_K)
+    _store_rows(kernels, r, kernel, end, taps, BLOCK_K, False)
+    if tl.program_id(2) == 0:
+        _store_rows(pooled_ptr, r, p, end, num_segments, BLOCK_U, False)
+    if _first_program():
+        _store_vectors(mean_ptr, var_ptr, mean, var, hidden, BLOCK_H)
+
+
+@triton.jit
 def _fused_forward_kernel(x_ptr, y_ptr, partial_ptr, splits, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr,
                           running_var_ptr, pooled_ptr, mean_ptr, var_ptr, kernel_ptr, x_row, x_ch, x_sp, y_row, y_ch,
                           y_sp, channels, all_channels, spatial, num_segments, hidden, taps, eps, span,
@@ -64,32 +91,46 @@ def _fused_forward_kernel(x_ptr, y_ptr, partial_ptr, splits, w1_ptr, bn_w_ptr, b
                           BLOCK_H: tl.constexpr, BLOCK_K: tl.constexpr):
     # Memory plan: a program with processed channels reads pooling's (splits, R, U) partial sums (from
     # L2) twice for the batch statistics in training, then its own rows' once, and stores its rows'
-    # kernels in its slab of the (spans, N, C', K) scratch, read back below; then it reads its span of x
-    # once and writes y once, the passthrough channels copied. The programs of the first span store their
-    # rows' pooled values, the first program the statistics. Grid: (N, C tiles, spans of S).
+    # kernels in its slab of the (spans, N, C', K) scratch, read back below (_own_kernels); then it reads
+    # its span of x once and writes y once, the passthrough channels copied. Grid: (N, C tiles, spans of S).
     video = tl.program_id(0).to(tl.int64)
     c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
     count = tl.num_programs(0) * channels
     kernels = kernel_ptr + tl.program_id(2).to(tl.int64) * count * taps
     if tl.program_id(1) * BLOCK_C < channels:
-        w1 = _load_matrix(w1_ptr, hidden, num_segments, BLOCK_H, BLOCK_U)
-        mean, var = _statistics(partial_ptr, splits, count, num_segments, w1, running_mean_ptr, running_var_ptr,
-                                hidden, TRAINING, BLOCK_R, BLOCK_U, BLOCK_H)
-        w2 = _load_matrix(w2_ptr, taps, hidden, BLOCK_K, BLOCK_H)
-        bn_w = _load_vector(bn_w_ptr, hidden, BLOCK_H)
-        bn_b = _load_vector(bn_b_ptr, hidden, BLOCK_H)
-        end = video * channels + channels
-        r, p = _row_block(partial_ptr, splits, count * num_segments, video * channels + tl.program_id(1) * BLOCK_C,
-                          end, num_segments, BLOCK_C, BLOCK_U)
-        _, _, kernel = _rows_forward(_hidden(p, w1), mean, 1.0 / tl.sqrt(var + eps), bn_w, bn_b, w2, taps, BLOCK_K)
-        _store_rows(kernels, r, kernel, end, taps, BLOCK_K, False)
-        if tl.program_id(2) == 0:
-            _store_rows(pooled_ptr, r, p, end, num_segments, BLOCK_U, False)
-        if _first_program():
-            _store_vectors(mean_ptr, var_ptr, mean, var, hidden, BLOCK_H)
+        _own_kernels(partial_ptr, splits, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr, running_var_ptr,
+                     pooled_ptr, mean_ptr, var_ptr, kernels, video, count, channels, num_segments, hidden, taps, eps,
+                     TRAINING, BLOCK_C, BLOCK_R, BLOCK_U, BLOCK_H, BLOCK_K)
     tl.debug_barrier()  # the kernels just stored are read back below by other threads of the program
     _aggregate_span(x_ptr, y_ptr, kernels, kernels, video, c, span, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels,
                     all_channels, spatial, num_segments, taps, IDENTITY, False, ACC, BLOCK_C, BLOCK_S)
+
+
+@triton.jit
+def _fused_inplace_kernel(x_ptr, partial_ptr, splits, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr,
+                          running_var_ptr, pooled_ptr, mean_ptr, var_ptr, kernel_ptr, x_row, x_ch, x_sp, channels,
+                          spatial, num_segments, hidden, taps, eps, span, IDENTITY: tl.constexpr,
+                          TRAINING: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr,
+                          BLOCK_R: tl.constexpr, BLOCK_U: tl.constexpr, BLOCK_H: tl.constexpr,
+                          BLOCK_K: tl.constexpr):
+    # In place: x's first C' channels replaced by their aggregation. Memory plan: _own_kernels as in
+    # _fused_forward_kernel, then the program reads its span of its channels' U rows once and rewrites
+    # them once (kernels._aggregate_inplace_block: a block of positions is this program's alone); the
+    # passthrough channels are not touched. Grid: (N, C' tiles, spans of S).
+    video = tl.program_id(0).to(tl.int64)
+    count = tl.num_programs(0) * channels
+    kernels = kernel_ptr + tl.program_id(2).to(tl.int64) * count * taps
+    _own_kernels(partial_ptr, splits, w1_ptr, bn_w_ptr, bn_b_ptr, w2_ptr, running_mean_ptr, running_var_ptr,
+                 pooled_ptr, mean_ptr, var_ptr, kernels, video, count, channels, num_segments, hidden, taps, eps,
+                 TRAINING, BLOCK_C, BLOCK_R, BLOCK_U, BLOCK_H, BLOCK_K)
+    tl.debug_barrier()  # the kernels just stored are read back below by other threads of the program
+    p = tl.arange(0, BLOCK_C * BLOCK_S)
+    c = tl.program_id(1).to(tl.int64) * BLOCK_C + p // BLOCK_S
+    s_begin = tl.program_id(2).to(tl.int64) * span
+    for s0 in range(0, span, BLOCK_S):
+        s = s_begin + s0 + p % BLOCK_S
+        _aggregate_inplace_block(x_ptr, kernels, video, c, s, (c < channels) & (s < spatial), x_row, x_ch, x_sp,
+                                 channels, num_segments, taps, IDENTITY, ACC, BLOCK_U)
 
 
 @triton.jit
@@ -171,6 +212,28 @@ def forward(x, partial, params, running_mean, running_var, num_segments, trainin
                                 IDENTITY=bool(identity), TRAINING=bool(training), ACC=_acc(x.dtype), BLOCK_C=block_c,
                                 BLOCK_S=block_s, BLOCK_R=block_r, BLOCK_U=block_u, BLOCK_H=block_h, BLOCK_K=block_k)
     return y, pooled, mean, var
+
+
+def forward_(x, partial, params, running_mean, running_var, num_segments, training, eps, identity):
+    """(mean, var), x's (readable) first C' channels replaced in place by the output, from pooling's (splits,
+    N, C', U) partial sums of x; params and running statistics as forward takes them."""
+    first_weight, bn_weight, bn_bias, second_weight = params
+    splits, videos, channels, _ = partial.shape
+    hidden, taps = first_weight.shape[0], second_weight.shape[0]
+    strides = plane_strides(x)
+    block_u, block_c, block_s = _inplace_tile(strides, num_segments)
+    tiles = cdiv(channels, block_c)
+    spans, span = _splits(videos * tiles, spatial_size(x), block_s, x.device)
+    pooled, kernel = partial.new_empty((videos, channels, num_segments)), partial.new_empty((spans, videos, channels,
+                                                                                            taps))
+    mean, var = partial.new_empty(hidden), partial.new_empty(hidden)
+    block_r, _, block_h, block_k = _blocks(num_segments, hidden, taps)
+    _fused_inplace_kernel[(videos, tiles, spans)](
+        x, partial, splits, first_weight, bn_weight, bn_bias, second_weight, running_mean, running_var, pooled, mean,
+        var, kernel, *strides, channels, spatial_size(x), num_segments, hidden, taps, eps, span,
+        IDENTITY=bool(identity), TRAINING=bool(training), ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s,
+        BLOCK_R=block_r, BLOCK_U=block_u, BLOCK_H=block_h, BLOCK_K=block_k)
+    return mean, var
 
 
 def backward(dy, rows, grad_partial, params, mean, var, num_segments, training, eps, identity):

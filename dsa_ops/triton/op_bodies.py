@@ -87,7 +87,8 @@ def dsa_forward_(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
                  channels, training, eps, identity):
     """The forward in place on x's first C' channels: (mean, var). Memory plan as csrc/ops.cpp: pool
     reads the C' channels, aggregate_inplace reads and writes them once (in eval one launch,
-    eval_forward_, where it takes the shape); an awkwardly strided x is processed in a contiguous copy
+    eval_forward_, where it takes the shape; else the generator in the in-place aggregation's prologue,
+    fused.forward_, where it takes the rows); an awkwardly strided x is processed in a contiguous copy
     whose C' channels are copied back."""
     if x.requires_grad:
         raise RuntimeError("x must not require grad for the in-place forward (dsa_forward_), which overwrites it; "
@@ -99,6 +100,10 @@ def dsa_forward_(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
     stats = None
     if not training:
         stats = eval_forward_(work, params, running_mean, running_var, num_segments, channels, eps, identity)
+    if stats is None and fused.fused_path(work, work.shape[0] // num_segments * channels):
+        partial = kernels.pool_partials(work, num_segments, channels)
+        stats = fused.forward_(work, partial, params, running_mean, running_var, num_segments, training, eps,
+                               identity)
     if stats is None:
         _, kernel, *stats = _generate_kernels(work, params, running_mean, running_var, num_segments, channels,
                                               training, eps)
