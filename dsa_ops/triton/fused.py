@@ -194,6 +194,14 @@ def _grid(x, videos):
     return (videos, tiles, spans), span, block_c, block_s
 
 
+def _forward_buffers(partial, spans, hidden, taps):
+    """What a fused forward writes besides its output: pooled (N, C', U), the kernels' (spans, N, C', K)
+    scratch, mean and var; partial is pooling's (splits, N, C', U)."""
+    _, videos, channels, segments = partial.shape
+    return (partial.new_empty((videos, channels, segments)), partial.new_empty((spans, videos, channels, taps)),
+            partial.new_empty(hidden), partial.new_empty(hidden))
+
+
 def forward(x, partial, params, running_mean, running_var, num_segments, training, eps, identity):
     """(y, pooled, mean, var) from pooling's (splits, N, C', U) partial sums of x (readable); params and
     running statistics contiguous in the accumulation dtype."""
@@ -202,9 +210,7 @@ def forward(x, partial, params, running_mean, running_var, num_segments, trainin
     hidden, taps = first_weight.shape[0], second_weight.shape[0]
     grid, span, block_c, block_s = _grid(x, videos)
     y = empty_output(x)
-    pooled, kernel = partial.new_empty((videos, channels, num_segments)), partial.new_empty((grid[2], videos,
-                                                                                            channels, taps))
-    mean, var = partial.new_empty(hidden), partial.new_empty(hidden)
+    pooled, kernel, mean, var = _forward_buffers(partial, grid[2], hidden, taps)
     block_r, block_u, block_h, block_k = _blocks(num_segments, hidden, taps)
     _fused_forward_kernel[grid](x, y, partial, splits, first_weight, bn_weight, bn_bias, second_weight, running_mean,
                                 running_var, pooled, mean, var, kernel, *plane_strides(x), *plane_strides(y), channels,
@@ -224,9 +230,7 @@ def forward_(x, partial, params, running_mean, running_var, num_segments, traini
     block_u, block_c, block_s = _inplace_tile(strides, num_segments)
     tiles = cdiv(channels, block_c)
     spans, span = _splits(videos * tiles, spatial_size(x), block_s, x.device)
-    pooled, kernel = partial.new_empty((videos, channels, num_segments)), partial.new_empty((spans, videos, channels,
-                                                                                            taps))
-    mean, var = partial.new_empty(hidden), partial.new_empty(hidden)
+    pooled, kernel, mean, var = _forward_buffers(partial, spans, hidden, taps)
     block_r, _, block_h, block_k = _blocks(num_segments, hidden, taps)
     _fused_inplace_kernel[(videos, tiles, spans)](
         x, partial, splits, first_weight, bn_weight, bn_bias, second_weight, running_mean, running_var, pooled, mean,

@@ -56,9 +56,12 @@ def _generate_kernels(x, params, running_mean, running_var, num_segments, channe
     return pooled.view(videos, channels, num_segments), kernel.view(videos, channels, -1), mean, var
 
 
-def _check_training_rows(x, num_segments, channels, training):
+def _generator_rows(x, num_segments, channels, training):
+    """R = N*C', the generator's rows; more than one in training (check_batch_rows)."""
+    rows = x.shape[0] // num_segments * channels
     if training:
-        check_batch_rows(x.shape[0] // num_segments * channels)
+        check_batch_rows(rows)
+    return rows
 
 
 def dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, second_weight, num_segments,
@@ -68,14 +71,14 @@ def dsa_forward(x, first_weight, bn_weight, bn_bias, running_mean, running_var, 
     it takes the shape, else the generator in the aggregation kernel's prologue (fused.forward) where it
     takes the rows."""
     x = readable_input(x)
-    _check_training_rows(x, num_segments, channels, training)
+    rows = _generator_rows(x, num_segments, channels, training)
     params, running_mean, running_var = _module_params(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
                                                        second_weight)
     if not training:
         out = eval_forward(x, params, running_mean, running_var, num_segments, channels, eps, identity)
         if out is not None:
             return out
-    if fused.fused_path(x, x.shape[0] // num_segments * channels):
+    if fused.fused_path(x, rows):
         partial = kernels.pool_partials(x, num_segments, channels)
         return fused.forward(x, partial, params, running_mean, running_var, num_segments, training, eps, identity)
     pooled, kernel, mean, var = _generate_kernels(x, params, running_mean, running_var, num_segments, channels,
@@ -94,13 +97,13 @@ def dsa_forward_(x, first_weight, bn_weight, bn_bias, running_mean, running_var,
         raise RuntimeError("x must not require grad for the in-place forward (dsa_forward_), which overwrites it; "
                            "use the out-of-place forward (DSAConv(inplace=False)) when gradients are needed")
     work = readable_input(x)
-    _check_training_rows(work, num_segments, channels, training)
+    rows = _generator_rows(work, num_segments, channels, training)
     params, running_mean, running_var = _module_params(work, first_weight, bn_weight, bn_bias, running_mean,
                                                        running_var, second_weight)
     stats = None
     if not training:
         stats = eval_forward_(work, params, running_mean, running_var, num_segments, channels, eps, identity)
-    if stats is None and fused.fused_path(work, work.shape[0] // num_segments * channels):
+    if stats is None and fused.fused_path(work, rows):
         partial = kernels.pool_partials(work, num_segments, channels)
         stats = fused.forward_(work, partial, params, running_mean, running_var, num_segments, training, eps,
                                identity)
