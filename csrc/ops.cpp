@@ -196,8 +196,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> dsa_forward(
 
 // Memory plan (in place): pool reads the C' processed channels of x; aggregate_inplace reads them once
 // more and writes them once; the other channels are not touched. In eval, a backend with an
-// eval_forward_inplace kernel does all of it in one launch where it judges that better. An awkwardly
-// strided x is processed in a contiguous copy whose C' channels are then copied back.
+// eval_forward_inplace kernel does all of it in one launch where it judges that better; otherwise a
+// backend with a fused_forward_inplace kernel runs the generator in the in-place aggregation's prologue
+// (two launches) where it judges that better. An awkwardly strided x is processed in a contiguous copy
+// whose C' channels are then copied back.
 std::tuple<at::Tensor, at::Tensor> dsa_forward_(
     const SegmentKernels& kernels, const at::Tensor& x, const at::Tensor& first_weight,
     const at::Tensor& bn_weight, const at::Tensor& bn_bias, const at::Tensor& running_mean,
@@ -213,6 +215,10 @@ std::tuple<at::Tensor, at::Tensor> dsa_forward_(
   if (!training && kernels.eval_forward_inplace != nullptr) {
     stats = kernels.eval_forward_inplace(input, params.generator, params.running_mean, params.running_var,
                                          num_segments, channels, eps, identity);
+  }
+  if (!stats && kernels.fused_forward_inplace != nullptr) {
+    stats = kernels.fused_forward_inplace(input, params.generator, params.running_mean, params.running_var,
+                                          num_segments, channels, training, eps, identity);
   }
   if (!stats) {
     auto generated = generate_kernels(kernels, input, params, num_segments, channels, training, eps);

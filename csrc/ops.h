@@ -71,6 +71,13 @@ struct SegmentKernels {
                                                 const at::Tensor& running_mean, const at::Tensor& running_var,
                                                 int64_t num_segments, int64_t channels, bool training, double eps,
                                                 bool identity);
+  // The forward in place on x's first C' channels (the others untouched) in two launches: pooling, then
+  // the generator in the prologue of the in-place aggregation; returns the statistics used (mean, var).
+  // nullopt and nullptr as for eval_forward, the op then composing pool, generator and aggregate_inplace.
+  std::optional<std::tuple<at::Tensor, at::Tensor>> (*fused_forward_inplace)(
+      const at::Tensor& x, const GeneratorParams& params, const at::Tensor& running_mean,
+      const at::Tensor& running_var, int64_t num_segments, int64_t channels, bool training, double eps,
+      bool identity);
   // The backward in two launches: grad_weight, then the generator's backward in the prologue of grad_x's
   // aggregation. rows: the pooled (N*C', U) values, mean / var: the statistics the forward normalised
   // with, both in the accumulation dtype. nullopt and nullptr as for eval_forward, the op then composing

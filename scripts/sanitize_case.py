@@ -1,8 +1,8 @@
 """A small CUDA forward + backward of every op for compute-sanitizer (memcheck, racecheck): contiguous
 and channels-last, float32 and bfloat16, K = 3 and 5, with and without identity, training and eval,
 and the in-place forward in eval and training; the eval forward both as one launch and composed
-(DSA_OPS_EVAL_ONE_LAUNCH always / never), the forward's generator in the aggregation kernel's prologue
-and in its own launch (DSA_OPS_FUSED_GENERATOR always / never)."""
+(DSA_OPS_EVAL_ONE_LAUNCH always / never), the forwards' (in-place too) and the backward's generator in
+the aggregation kernel's prologue and in its own launch (DSA_OPS_FUSED_GENERATOR always / never)."""
 import os
 
 import torch
@@ -22,6 +22,10 @@ def main():
                 for fused in ("always", "never"):
                     os.environ["DSA_OPS_FUSED_GENERATOR"] = fused
                     module.train()(x).square().sum().backward()
+                    with torch.no_grad():
+                        module.inplace = True
+                        module(x.detach().clone())  # the in-place forward in training
+                        module.inplace = False
                     module.eval()
                     for one_launch in ("always", "never"):
                         os.environ["DSA_OPS_EVAL_ONE_LAUNCH"] = one_launch
@@ -30,9 +34,6 @@ def main():
                             module.inplace = True
                             module(x.detach().clone())
                             module.inplace = False
-                module.inplace = True
-                with torch.no_grad():
-                    module.train()(x.detach().clone())  # pool, generator, aggregate_inplace
                 weight = torch.rand(2, 13, kernel_size, device="cuda", requires_grad=True)
                 y = dsa_ops.dsa_aggregate(x, weight, 4, identity, backend="cuda")
                 y.sum().backward()

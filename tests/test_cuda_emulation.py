@@ -253,6 +253,36 @@ def test_fused_forward_is_the_composed_forward_bit_for_bit(rng, emulated, monkey
                                                               FUSED_FORMATS])
 @pytest.mark.parametrize("shape, num_segments, channels, kernel_size, identity", CASES, ids=CASE_IDS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+@THREAD_ORDERS
+def test_fused_inplace_forward_is_the_composed_one_bit_for_bit(rng, emulated, monkeypatch, shape, num_segments,
+                                                               channels, kernel_size, identity, layout, dtype,
+                                                               training, order):
+    """The in-place forward with the generator in the in-place aggregation's prologue (always: pooling and
+    one kernel) gives x and the statistics that pool + generator + aggregate_inplace give (never) bit for
+    bit (a launch fewer), the passthrough channels untouched."""
+    monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", "never")
+    emulated.set_thread_order(order)
+    x = make_input(shape, dtype, layout, rng)
+    args = (*generator_params(rng, num_segments, kernel_size, dtype), num_segments, channels, training, EPS, identity)
+    results, launches = {}, {}
+    for mode in ("never", "always"):
+        monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", mode)
+        inplace = x.clone()
+        before = emulated.launch_count()
+        stats = emulated.dsa_forward_(inplace, *args)
+        launches[mode] = emulated.launch_count() - before
+        results[mode] = (inplace, *stats)
+    assert launches["always"] == launches["never"] - 1
+    for fused, composed in zip(results["always"], results["never"]):
+        assert torch.equal(fused, composed)
+    assert torch.equal(results["always"][0][:, channels:], x[:, channels:])
+    check_inplace_forward(emulated, x, args)
+
+
+@pytest.mark.parametrize("layout, dtype", FUSED_FORMATS, ids=[f"{layout}-{str(dtype)[6:]}" for layout, dtype in
+                                                              FUSED_FORMATS])
+@pytest.mark.parametrize("shape, num_segments, channels, kernel_size, identity", CASES, ids=CASE_IDS)
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_fused_backward_agrees_with_the_composed_backward(rng, emulated, monkeypatch, shape, num_segments, channels,
                                                           kernel_size, identity, layout, dtype, training):
     """The generator's backward in grad_x's aggregation prologue (DSA_OPS_FUSED_GENERATOR=always: two
@@ -303,6 +333,30 @@ def test_fused_paths_need_their_values_in_shared_memory(rng, emulated, monkeypat
     assert fused_launches(rng, emulated, 2, 16, 191) == (3, 2)  # R = 382
     assert fused_launches(rng, emulated, 16, 16, 33) == (3, 2)  # R = 528
     assert fused_launches(rng, emulated, 23, 16, 23) == (3, 3)  # R = 529
+
+
+def inplace_launches(rng, emulated, videos, num_segments, channels):
+    """The launches of the in-place forward in training on (videos * U, C', 1, 1) channels-last (checked
+    against the CPU's)."""
+    x = make_input((videos * num_segments, channels, 1, 1), torch.float32, "channels_last", rng)
+    args = (*generator_params(rng, num_segments, 3, torch.float32), num_segments, channels, True, EPS, False)
+    before = emulated.launch_count()
+    check_inplace_forward(emulated, x, args)
+    return emulated.launch_count() - before
+
+
+def test_fused_inplace_forward_takes_up_to_1024_rows(rng, emulated, monkeypatch):
+    monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "auto")
+    assert inplace_launches(rng, emulated, 32, 1, 32) == 2  # R = 1024
+    assert inplace_launches(rng, emulated, 25, 1, 41) == 3  # R = 1025
+
+
+def test_fused_inplace_forward_needs_its_values_in_shared_memory(rng, emulated, monkeypatch):
+    """At U=16 (aU=32) the in-place kernel's (3 + R) * aU floats and its threads' 256 * U staged values fit
+    a block's 48 KiB up to R = 253."""
+    monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "always")
+    assert inplace_launches(rng, emulated, 11, 16, 23) == 2  # R = 253
+    assert inplace_launches(rng, emulated, 2, 16, 127) == 3  # R = 254
 
 
 def test_fused_backward_needs_a_generator_its_threads_hold(rng, emulated, monkeypatch):

@@ -145,16 +145,26 @@ def test_triton_launches(rng, monkeypatch, backend, mode, training):
         assert launches == ["_grad_weight_kernel", "_fused_backward_kernel"]
 
 
-@pytest.mark.parametrize("backend", [backend_param("triton")])
+def inplace_launches(backend, monkeypatch, run):
+    """The dsa_ops kernels run() launches, by name: Triton's as recorded, CUDA's from the profiler (which
+    calls run() twice)."""
+    if backend == "cuda":
+        return our_kernels(run)
+    launches = triton_launches(monkeypatch)
+    run()
+    return list(launches)
+
+
+@pytest.mark.parametrize("backend", FUSED_BACKENDS)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("shape, layout", [((3 * 4, 24, 2, 5, 5), "channels_last"), ((2 * 4, 6, 3, 16, 16),
                                                                                      "contiguous")],
                          ids=["channels_last", "spans"])
-def test_triton_fused_inplace_forward(rng, monkeypatch, backend, training, dtype, shape, layout):
-    """Triton's in-place forward, the generator in the in-place aggregation's prologue (pooling + one
-    launch): bit for bit the composed in-place forward (running statistics too), close to the reference,
-    the passthrough channels untouched."""
+def test_fused_inplace_forward(rng, monkeypatch, backend, training, dtype, shape, layout):
+    """The in-place forward, the generator in the in-place aggregation's prologue (pooling + one launch):
+    bit for bit the composed in-place forward (running statistics too), close to the reference, the
+    passthrough channels untouched."""
     monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", "never")
     fused, ref = configured_pair(rng, backend, shape[1], 4, 3, 0.5, True, training, dtype)
     fused.inplace = True
@@ -164,15 +174,19 @@ def test_triton_fused_inplace_forward(rng, monkeypatch, backend, training, dtype
     for mode in ("never", "always"):
         monkeypatch.setenv(ENV, mode)
         module = copy.deepcopy(fused)
-        launches = triton_launches(monkeypatch)
         with torch.no_grad():
             outputs[mode] = module(x.clone())
-        launched[mode] = list(launches)
         running[mode] = module.generate[1].running_mean, module.generate[1].running_var
-    assert launched == {"never": ["_pool_kernel", "_generator_kernel", "_aggregate_inplace_kernel"],
-                        "always": ["_pool_kernel", "_fused_inplace_kernel"]}
+        with torch.no_grad():
+            launched[mode] = inplace_launches(backend, monkeypatch, lambda: copy.deepcopy(fused)(x.clone()))
+    if backend == "triton":
+        assert launched == {"never": ["_pool_kernel", "_generator_kernel", "_aggregate_inplace_kernel"],
+                            "always": ["_pool_kernel", "_fused_inplace_kernel"]}
+    else:
+        assert len(launched["always"]) == len(launched["never"]) - 1, launched
+        assert any("fused_inplace_kernel" in name for name in launched["always"]), launched
     y = outputs["always"]
-    assert_close(y, expected, dtype)
+    assert_close(y.cpu(), expected, dtype)
     assert torch.equal(y[:, shape[1] // 2:], x[:, shape[1] // 2:])
     assert torch.equal(y, outputs["never"])
     for fused_stat, composed_stat in zip(running["always"], running["never"]):

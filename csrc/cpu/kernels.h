@@ -4,5 +4,5 @@
 #include "../kernel_table.h"
 
 namespace dsa_ops::cpu {
-DSA_OPS_DECLARE_KERNEL_TABLE(nullptr, nullptr, nullptr, nullptr)
+DSA_OPS_DECLARE_KERNEL_TABLE(nullptr, nullptr, nullptr, nullptr, nullptr)
 }  // namespace dsa_ops::cpu

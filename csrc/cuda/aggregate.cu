@@ -22,31 +22,14 @@ __global__ void aggregate_kernel(const scalar_t* __restrict__ x, PlaneStrides xs
                       num_segments, kernel_size, identity, by_channel);
 }
 
-// In place: x's first C' channels replaced by aggregate_kernel's sum (without a pooled term). One
-// thread per (video, channel, s) column stages the column's U values in its own slice of shared memory,
-// then writes the U outputs computed from there: every read of a column precedes its writes, and no
-// other thread touches it.
+// In place (aggregate_positions_inplace), each thread's column staged in its slice of shared memory.
 // Memory plan: reads the C' channels of x once, writes them once. One pass.
 template <typename scalar_t, typename acc_t, typename index_t>
 __global__ void aggregate_inplace_kernel(scalar_t* __restrict__ x, PlaneStrides xs, const acc_t* __restrict__ weight,
                                          index_t videos, index_t channels, index_t spatial, int num_segments,
                                          int kernel_size, bool identity, bool by_channel) {
-  // column[v * blockDim.x] holds segment v of this thread's column: a warp's accesses hit 32 banks.
-  acc_t* column = dynamic_shared<acc_t>() + threadIdx.x;
-  const auto staged = [&](int v) { return column[v * blockDim.x]; };
-  const index_t total = videos * channels * spatial;
-  for (index_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
-    index_t video, channel, s;
-    split_position(i, by_channel, channels, spatial, video, channel, s);
-    const acc_t* w = weight + (int64_t(video) * channels + channel) * kernel_size;
-    const int64_t base = plane_offset(xs, int64_t(video) * num_segments, channel, s);
-    for (int v = 0; v < num_segments; ++v) column[v * blockDim.x] = static_cast<acc_t>(x[base + int64_t(v) * xs.row]);
-    for (int u = 0; u < num_segments; ++u) {
-      acc_t acc = tap_sum(w, u, num_segments, kernel_size, staged);
-      if (identity) acc += staged(u);
-      x[base + int64_t(u) * xs.row] = static_cast<scalar_t>(acc);
-    }
-  }
+  aggregate_positions_inplace(x, xs, weight, dynamic_shared<acc_t>() + threadIdx.x, videos, channels, spatial,
+                              num_segments, kernel_size, identity, by_channel);
 }
 
 // Threads per block of aggregate_inplace_kernel: the most (a power of two, 32 to kThreads) whose

@@ -1,6 +1,7 @@
 #pragma once
-// The aggregation's grid-stride loop, shared by the aggregation kernels (aggregate.cu) and the kernels
-// that run the generator in their prologue first (fused_forward.cu), whose weights are in shared memory.
+// The aggregation's grid-stride loops, out of place and in place, shared by the aggregation kernels
+// (aggregate.cu) and the kernels that run the generator in their prologue first (fused_forward.cu), whose
+// weights are in shared memory.
 #include "plane.cuh"
 
 namespace dsa_ops::cuda {
@@ -35,6 +36,32 @@ __device__ __forceinline__ void aggregate_positions(const scalar_t* __restrict__
       if (identity) acc += x_at(u);
       if (grad_pooled != nullptr) acc += grad_pooled[pair * num_segments + u] * pooled_scale;
       y[y_base + int64_t(u) * ys.row] = static_cast<scalar_t>(acc);
+    }
+  }
+}
+
+// In place: x's first C' channels replaced by aggregate_positions' sum (without a pooled term). One
+// thread per (video, channel, s) column of the C' channels, the grid striding over them, stages the
+// column's U values in its own slice of shared memory, column[v * blockDim.x] holding segment v (a warp's
+// accesses hit 32 banks), then writes the U outputs computed from there: every read of a column precedes
+// its writes, and no other thread touches it.
+template <typename scalar_t, typename acc_t, typename index_t>
+__device__ __forceinline__ void aggregate_positions_inplace(scalar_t* __restrict__ x, PlaneStrides xs,
+                                                            const acc_t* weight, acc_t* column, index_t videos,
+                                                            index_t channels, index_t spatial, int num_segments,
+                                                            int kernel_size, bool identity, bool by_channel) {
+  const auto staged = [&](int v) { return column[v * blockDim.x]; };
+  const index_t total = videos * channels * spatial;
+  for (index_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += blockDim.x * gridDim.x) {
+    index_t video, channel, s;
+    split_position(i, by_channel, channels, spatial, video, channel, s);
+    const acc_t* w = weight + (int64_t(video) * channels + channel) * kernel_size;
+    const int64_t base = plane_offset(xs, int64_t(video) * num_segments, channel, s);
+    for (int v = 0; v < num_segments; ++v) column[v * blockDim.x] = static_cast<acc_t>(x[base + int64_t(v) * xs.row]);
+    for (int u = 0; u < num_segments; ++u) {
+      acc_t acc = tap_sum(w, u, num_segments, kernel_size, staged);
+      if (identity) acc += staged(u);
+      x[base + int64_t(u) * xs.row] = static_cast<scalar_t>(acc);
     }
   }
 }

@@ -5,7 +5,7 @@
 #include "../kernel_table.h"
 
 namespace dsa_ops::cuda {
-DSA_OPS_DECLARE_KERNEL_TABLE(eval_forward, eval_forward_inplace, fused_forward, fused_backward)
+DSA_OPS_DECLARE_KERNEL_TABLE(eval_forward, eval_forward_inplace, fused_forward, fused_forward_inplace, fused_backward)
 
 // grad_weight before its splits of S are added: partial (splits, N, C', K), one launch.
 struct WeightGradPartials {
