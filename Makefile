@@ -22,10 +22,10 @@ $(VENV)/.built: $(VENV)/.deps $(NATIVE_SOURCES)
 install: $(VENV)/.built
 
 # The suite, then the cpu backend's tests again with the CUDA kernels in their CPU emulation as the CPU
-# kernels (tests/cuda_emulation.py; gradcheck left out: it calls the op thousands of times).
+# kernels (tests/cuda_emulation.py; gradcheck in its fast mode there, tests/test_autograd.py).
 test: install
 	$(PY) -m pytest
-	DSA_OPS_TEST_CUDA_EMULATION=1 $(PY) -m pytest tests -k "cpu and not gradcheck" --ignore tests/test_cuda_emulation.py
+	DSA_OPS_TEST_CUDA_EMULATION=1 $(PY) -m pytest tests -k cpu --ignore tests/test_cuda_emulation.py
 
 bench: install
 	$(PY) -m benchmarks.bench_dsa --out bench_results

@@ -1,5 +1,7 @@
 """gradcheck in float64 for the module (train and eval) and the functional ops, gradgradcheck for the
 functional ops, bitwise-reproducible backward."""
+import os
+
 import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
@@ -9,8 +11,11 @@ from helpers import DEVICE_OF, make_input, randomize_generator
 
 
 def interpreted(backend):
-    """Triton on CPU tensors runs in Triton's interpreter: gradcheck there uses fast mode (random
-    projections instead of every input element), or the suite would take an hour."""
+    """Triton on CPU tensors runs in Triton's interpreter, and with DSA_OPS_TEST_CUDA_EMULATION=1 the cpu
+    backend runs the CUDA kernels in their emulation: gradcheck there uses fast mode (random projections
+    instead of every input element), or the suite would take an hour."""
+    if backend == "cpu":
+        return os.environ.get("DSA_OPS_TEST_CUDA_EMULATION") == "1"
     return backend == "triton" and DEVICE_OF["triton"] == "cpu"
 
 
