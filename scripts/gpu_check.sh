@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one prepared check for a GPU machine: build in place for the visible GPU; then, alone on the GPU,
 # the benchmark's paper preset on CUDA (backends and eager, modes fwd, full, inference and inplace, and
-# the backends' training modes again with the generator in launches of its own: *-unfused); then,
+# the backends' training and in-place modes again with the generator in launches of its own: *-unfused); then,
 # side by side (none of them is timed), the whole test suite with the GPU (and slow) tests, the large
 # property-based profile on CUDA and Triton, and compute-sanitizer memcheck + racecheck on a small case;
 # last torch.compile of the reference (time-boxed: every shape compiles afresh). The whole check keeps to a

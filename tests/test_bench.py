@@ -66,9 +66,10 @@ def test_a_provider_that_disagrees_is_not_timed(tmp_path, monkeypatch):
         run(tmp_path)
 
 
-def test_unfused_providers_time_the_training_modes_with_the_generator_in_its_own_launch(tmp_path, monkeypatch):
+def test_unfused_providers_time_the_training_and_inplace_modes_with_the_generator_in_its_own_launch(tmp_path,
+                                                                                                  monkeypatch):
     """cuda-unfused / triton-unfused: DSAConv on that backend, under DSA_OPS_FUSED_GENERATOR=never while
-    it is checked and timed (and only then), in the training modes only."""
+    it is checked and timed (and only then), in the training modes and in place only."""
     monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "always")
     checked, timed_under = [], []
 
@@ -82,14 +83,16 @@ def test_unfused_providers_time_the_training_modes_with_the_generator_in_its_own
     monkeypatch.setattr(cli, "check_agrees", check)
     monkeypatch.setattr(cli, "timed", timed)
     cli.main(["--device", "cpu", "--preset", "quick", "--providers", "triton,triton-unfused,cuda-unfused", "--modes",
-              "fwd,inference", "--out", str(tmp_path)])
+              "fwd,inference,inplace", "--out", str(tmp_path)])
     with open(tmp_path / "bench.csv") as f:
         rows = [(r["mode"], r["provider"]) for r in csv.DictReader(f)]
     assert rows == [("-", "clone"), ("fwd", "triton"), ("fwd", "triton-unfused"), ("fwd", "cuda-unfused"),
-                    ("inference", "triton")]
-    assert checked == [("triton", "triton", "always"), ("triton-unfused", "triton", "never"),
-                       ("cuda-unfused", "cuda", "never"), ("triton", "triton", "always")]
-    assert timed_under == ["always", "always", "never", "never", "always"]
+                    ("inference", "triton"), ("inplace", "triton"), ("inplace", "triton-unfused"),
+                    ("inplace", "cuda-unfused")]
+    unfused_checks = [("triton-unfused", "triton", "never"), ("cuda-unfused", "cuda", "never")]
+    assert checked == [("triton", "triton", "always"), *unfused_checks, ("triton", "triton", "always"),
+                       ("triton", "triton", "always"), *unfused_checks]
+    assert timed_under == ["always", "always", "never", "never", "always", "always", "never", "never"]
     assert os.environ["DSA_OPS_FUSED_GENERATOR"] == "always"
 
 

@@ -2,8 +2,8 @@
 
 Providers: clone (the yardstick, always timed), reference (the paper module in eager PyTorch), compile
 (torch.compile of it; compile time reported apart), cpu / cuda / triton (DSAConv on that backend),
-cuda-unfused / triton-unfused (the same with DSA_OPS_FUSED_GENERATOR=never, training modes only: the
-fused paths' "before"). By default every provider usable on the device runs, the unfused ones aside. Modes: fwd (training forward), bwd (its backward
+cuda-unfused / triton-unfused (the same with DSA_OPS_FUSED_GENERATOR=never, training modes and inplace
+only: the fused paths' "before"). By default every provider usable on the device runs, the unfused ones aside. Modes: fwd (training forward), bwd (its backward
 alone), full (both), inference (eval, no_grad), inplace (inference with DSAConv(inplace=True), kernel
 backends only, compared with the eager and compiled inference rows). Each provider is checked against
 the float64 reference before it is timed.

@@ -12,8 +12,9 @@ import torch
 from .. import DSAConv, DSAReference
 
 BACKENDS = ("cpu", "cuda", "triton")
-# The backends with fused training paths again, run with DSA_OPS_FUSED_GENERATOR=never (the generator in
-# launches of its own): the "before" of those paths, timed in the training modes only.
+# The backends with fused paths again, run with DSA_OPS_FUSED_GENERATOR=never (the generator in launches
+# of its own): the "before" of those paths, timed in the training modes and in place (where the
+# one-launch eval is not taken, the in-place forward fuses too).
 UNFUSED = {"cuda-unfused": "cuda", "triton-unfused": "triton"}
 PROVIDERS = ("clone", "reference", "compile", *BACKENDS, *UNFUSED)
 MODES = ("fwd", "bwd", "full", "inference", "inplace")
@@ -42,7 +43,7 @@ def random_state(case):
 def runs_mode(provider, mode):
     """Whether a provider has a row in a mode."""
     if provider in UNFUSED:
-        return mode in TRAINING_MODES
+        return mode in TRAINING_MODES or mode == "inplace"
     return mode != "inplace" or provider in INPLACE_PROVIDERS
 
 
