@@ -56,19 +56,14 @@ at::Tensor aggregate(const at::Tensor& x, const at::Tensor& weight, int64_t num_
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_aggregate", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const acc_t* pooled = grad_pooled ? grad_pooled->const_data_ptr<acc_t>() : nullptr;
-      auto launch_indexed = [&](auto index) {
+      by_index_width(work, kThreads, [&](auto index) {
         using index_t = decltype(index);
         launch(aggregate_kernel<scalar_t, acc_t, index_t>, grid_size(work), kThreads, 0, x.const_data_ptr<scalar_t>(),
                xs, y.mutable_data_ptr<scalar_t>(), ys, weight.const_data_ptr<acc_t>(), pooled,
                acc_t(1) / static_cast<acc_t>(spatial), index_t(videos), index_t(channels), index_t(x.size(1)),
                index_t(spatial), static_cast<int>(num_segments), static_cast<int>(weight.size(2)), identity,
                along_channels(xs));
-      };
-      if (fits_int32(work)) {
-        launch_indexed(int32_t{});
-      } else {
-        launch_indexed(int64_t{});
-      }
+      });
     });
   }
   return y;
@@ -92,18 +87,13 @@ void aggregate_inplace(const at::Tensor& x, const at::Tensor& weight, int64_t nu
       x.narrow(1, 0, channels).copy_(y.narrow(1, 0, channels));
       return;
     }
-    auto launch_indexed = [&](auto index) {
+    by_index_width(work, threads, [&](auto index) {
       using index_t = decltype(index);
       launch(aggregate_inplace_kernel<scalar_t, acc_t, index_t>, grid_size(work, threads), threads,
              threads * column_bytes, x.mutable_data_ptr<scalar_t>(), xs, weight.const_data_ptr<acc_t>(),
              index_t(videos), index_t(channels), index_t(spatial), static_cast<int>(num_segments),
              static_cast<int>(weight.size(2)), identity, along_channels(xs));
-    };
-    if (fits_int32(work, threads)) {
-      launch_indexed(int32_t{});
-    } else {
-      launch_indexed(int64_t{});
-    }
+    });
   });
 }
 

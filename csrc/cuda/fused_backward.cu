@@ -172,7 +172,7 @@ std::optional<ModuleGrads> fused_backward(const at::Tensor& grad_y, const at::Te
                                                 grads.bn_weight.mutable_data_ptr<acc_t>(),
                                                 grads.bn_bias.mutable_data_ptr<acc_t>(),
                                                 grads.second_weight.mutable_data_ptr<acc_t>()};
-    auto launch_indexed = [&](auto index) {
+    by_index_width(work, kThreads, [&](auto index) {
       using index_t = decltype(index);
       launch(fused_backward_kernel<scalar_t, acc_t, index_t>, fused_blocks(work), kThreads, shared,
              grad_y.const_data_ptr<scalar_t>(), gs, grad_x.mutable_data_ptr<scalar_t>(), plane_strides(grad_x),
@@ -180,12 +180,7 @@ std::optional<ModuleGrads> fused_backward(const at::Tensor& grad_y, const at::Te
              partials.partial.const_data_ptr<acc_t>(), partials.splits, var.const_data_ptr<acc_t>(),
              static_cast<acc_t>(eps), training, parameter_grads, index_t(videos), index_t(channels),
              index_t(x.size(1)), index_t(spatial), identity, along_channels(gs));
-    };
-    if (fits_int32(work)) {
-      launch_indexed(int32_t{});
-    } else {
-      launch_indexed(int64_t{});
-    }
+    });
   });
   return grads;
 }

@@ -130,7 +130,7 @@ std::optional<ModuleOutputs> fused_forward(const at::Tensor& x, const GeneratorP
   const auto xs = plane_strides(x);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_fused_forward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    auto launch_indexed = [&](auto index) {
+    by_index_width(work, kThreads, [&](auto index) {
       using index_t = decltype(index);
       launch(fused_forward_kernel<scalar_t, acc_t, index_t>, plan->blocks, kThreads, plan->shared_bytes,
              x.const_data_ptr<scalar_t>(), xs, y.mutable_data_ptr<scalar_t>(), plane_strides(y),
@@ -138,12 +138,7 @@ std::optional<ModuleOutputs> fused_forward(const at::Tensor& x, const GeneratorP
              static_cast<acc_t>(eps), running_var.const_data_ptr<acc_t>(), plan->mean.mutable_data_ptr<acc_t>(),
              plan->var.mutable_data_ptr<acc_t>(), index_t(videos), index_t(channels),
              index_t(x.size(1)), index_t(spatial), identity, along_channels(xs));
-    };
-    if (fits_int32(work)) {
-      launch_indexed(int32_t{});
-    } else {
-      launch_indexed(int64_t{});
-    }
+    });
   });
   return ModuleOutputs{y, pooled, plan->mean, plan->var};
 }
@@ -162,19 +157,14 @@ std::optional<std::tuple<at::Tensor, at::Tensor>> fused_forward_inplace(
   const auto xs = plane_strides(x);
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_fused_forward_", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    auto launch_indexed = [&](auto index) {
+    by_index_width(work, kThreads, [&](auto index) {
       using index_t = decltype(index);
       launch(fused_inplace_kernel<scalar_t, acc_t, index_t>, plan->blocks, kThreads, plan->shared_bytes,
              x.mutable_data_ptr<scalar_t>(), xs, generator_view<acc_t>(params, running_mean),
              pooled.const_data_ptr<acc_t>(), training, static_cast<acc_t>(eps), running_var.const_data_ptr<acc_t>(),
              plan->mean.mutable_data_ptr<acc_t>(), plan->var.mutable_data_ptr<acc_t>(), index_t(videos),
              index_t(channels), index_t(spatial), identity, along_channels(xs));
-    };
-    if (fits_int32(work)) {
-      launch_indexed(int32_t{});
-    } else {
-      launch_indexed(int64_t{});
-    }
+    });
   });
   return std::make_tuple(plan->mean, plan->var);
 }

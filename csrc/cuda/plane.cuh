@@ -86,6 +86,18 @@ inline bool fits_int32(int64_t work, int threads = kThreads) {
   return work + int64_t(grid_size(work, threads)) * threads < std::numeric_limits<int32_t>::max();
 }
 
+// Calls launch_indexed(index) with an int32_t index where a grid-stride loop over `work` items in blocks
+// of `threads` can index with int32 (fits_int32), with an int64_t elsewhere: the launched kernel's
+// index_t is decltype(index).
+template <typename LaunchIndexed>
+void by_index_width(int64_t work, int threads, const LaunchIndexed& launch_indexed) {
+  if (fits_int32(work, threads)) {
+    launch_indexed(int32_t{});
+  } else {
+    launch_indexed(int64_t{});
+  }
+}
+
 // The shared memory a block may use without opting in to more.
 constexpr int64_t kDefaultSharedBytes = 48 * 1024;
 

@@ -92,17 +92,12 @@ at::Tensor pool_backward(const at::Tensor& grad_pooled, const at::Tensor& x, int
     AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_pool_backward", [&] {
       using acc_t = at::opmath_type<scalar_t>;
       const acc_t scale = acc_t(1) / static_cast<acc_t>(spatial);
-      auto launch_indexed = [&](auto index) {
+      by_index_width(work, kThreads, [&](auto index) {
         using index_t = decltype(index);
         launch(pool_backward_kernel<scalar_t, acc_t, index_t>, grid_size(work), kThreads, 0,
                grad_pooled.const_data_ptr<acc_t>(), grad_x.mutable_data_ptr<scalar_t>(), gs, index_t(videos),
                index_t(channels), index_t(spatial), static_cast<int>(num_segments), along_channels(gs), scale);
-      };
-      if (fits_int32(work)) {
-        launch_indexed(int32_t{});
-      } else {
-        launch_indexed(int64_t{});
-      }
+      });
     });
   }
   if (channels < x.size(1)) grad_x.narrow(1, channels, x.size(1) - channels).zero_();
