@@ -218,6 +218,17 @@ def test_eval_paths(rng, emulated, monkeypatch, mode, count, inplace, layout, or
         assert_all_close(emulated.dsa_forward(x, *args), CPU.dsa_forward(x, *args), torch.float32, x.shape)
 
 
+def by_generator_mode(emulated, monkeypatch, run):
+    """run()'s results and launch counts with DSA_OPS_FUSED_GENERATOR never and always, by mode."""
+    results, launches = {}, {}
+    for mode in ("never", "always"):
+        monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", mode)
+        before = emulated.launch_count()
+        results[mode] = run()
+        launches[mode] = emulated.launch_count() - before
+    return results, launches
+
+
 FUSED_FORMATS = [("contiguous", torch.float32), ("channels_last", torch.float32), ("row_stride", torch.float64),
                  ("channels_last", torch.bfloat16)]
 
@@ -236,12 +247,7 @@ def test_fused_forward_is_the_composed_forward_bit_for_bit(rng, emulated, monkey
     emulated.set_thread_order(order)
     x = make_input(shape, dtype, layout, rng)
     args = (*generator_params(rng, num_segments, kernel_size, dtype), num_segments, channels, training, EPS, identity)
-    outputs, launches = {}, {}
-    for mode in ("never", "always"):
-        monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", mode)
-        before = emulated.launch_count()
-        outputs[mode] = emulated.dsa_forward(x, *args)
-        launches[mode] = emulated.launch_count() - before
+    outputs, launches = by_generator_mode(emulated, monkeypatch, lambda: emulated.dsa_forward(x, *args))
     assert launches["always"] == launches["never"] - 1
     for fused, composed in zip(outputs["always"], outputs["never"]):
         assert fused.stride() == composed.stride()
@@ -264,14 +270,11 @@ def test_fused_inplace_forward_is_the_composed_one_bit_for_bit(rng, emulated, mo
     emulated.set_thread_order(order)
     x = make_input(shape, dtype, layout, rng)
     args = (*generator_params(rng, num_segments, kernel_size, dtype), num_segments, channels, training, EPS, identity)
-    results, launches = {}, {}
-    for mode in ("never", "always"):
-        monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", mode)
+    def forward_():
         inplace = x.clone()
-        before = emulated.launch_count()
-        stats = emulated.dsa_forward_(inplace, *args)
-        launches[mode] = emulated.launch_count() - before
-        results[mode] = (inplace, *stats)
+        return inplace, *emulated.dsa_forward_(inplace, *args)
+
+    results, launches = by_generator_mode(emulated, monkeypatch, forward_)
     assert launches["always"] == launches["never"] - 1
     for fused, composed in zip(results["always"], results["never"]):
         assert torch.equal(fused, composed)
