@@ -270,6 +270,7 @@ def test_fused_inplace_forward_is_the_composed_one_bit_for_bit(rng, emulated, mo
     emulated.set_thread_order(order)
     x = make_input(shape, dtype, layout, rng)
     args = (*generator_params(rng, num_segments, kernel_size, dtype), num_segments, channels, training, EPS, identity)
+
     def forward_():
         inplace = x.clone()
         return inplace, *emulated.dsa_forward_(inplace, *args)

@@ -145,14 +145,14 @@ def test_triton_launches(rng, monkeypatch, backend, mode, training):
         assert launches == ["_grad_weight_kernel", "_fused_backward_kernel"]
 
 
-def inplace_launches(backend, monkeypatch, run):
-    """The dsa_ops kernels run() launches, by name: Triton's as recorded, CUDA's from the profiler (which
-    calls run() twice)."""
-    if backend == "cuda":
-        return our_kernels(run)
-    launches = triton_launches(monkeypatch)
-    run()
-    return list(launches)
+def inplace_call(backend, monkeypatch, module, x):
+    """module(x.clone()) under no_grad, and the dsa_ops kernels it launches, by name: Triton's recorded
+    during the call, CUDA's from the profiler on copies of module (our_kernels calls twice)."""
+    with torch.no_grad():
+        if backend == "cuda":
+            return module(x.clone()), our_kernels(lambda: copy.deepcopy(module)(x.clone()))
+        launches = triton_launches(monkeypatch)
+        return module(x.clone()), list(launches)
 
 
 @pytest.mark.parametrize("backend", FUSED_BACKENDS)
@@ -174,11 +174,8 @@ def test_fused_inplace_forward(rng, monkeypatch, backend, training, dtype, shape
     for mode in ("never", "always"):
         monkeypatch.setenv(ENV, mode)
         module = copy.deepcopy(fused)
-        with torch.no_grad():
-            outputs[mode] = module(x.clone())
+        outputs[mode], launched[mode] = inplace_call(backend, monkeypatch, module, x)
         running[mode] = module.generate[1].running_mean, module.generate[1].running_var
-        with torch.no_grad():
-            launched[mode] = inplace_launches(backend, monkeypatch, lambda: copy.deepcopy(fused)(x.clone()))
     if backend == "triton":
         assert launched == {"never": ["_pool_kernel", "_generator_kernel", "_aggregate_inplace_kernel"],
                             "always": ["_pool_kernel", "_fused_inplace_kernel"]}

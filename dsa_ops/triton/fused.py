@@ -2,7 +2,7 @@
 the aggregation kernel (the Triton twin of csrc/cuda/fused_forward.cu and fused_backward.cu):
     forward:  pooling's partial sums; then every program finishes the pooled rows, the BatchNorm
               statistics over all R = N*C' rows and its own rows' kernels, and aggregates its positions
-              (in place too, forward_, where the CUDA backend still composes);
+              (in place too, forward_, as the CUDA backend does);
     backward: grad_weight's partial sums; then every program runs the generator's backward (its
               BatchNorm sums over all rows) for its own rows and aggregates grad_x, the pooled gradient
               folded in; the first program also writes the parameter gradients.
