@@ -1,5 +1,6 @@
 """The benchmark's CPU path on a tiny shape: the CSV schema and ratios, the markdown and plot files, the
-check that refuses to time a provider that disagrees with the reference, and argument errors."""
+check that refuses to time a provider that disagrees with the reference, the untimed warm-up, and
+argument errors."""
 import csv
 import importlib.util
 import os
@@ -94,6 +95,34 @@ def test_unfused_providers_time_the_training_and_inplace_modes_with_the_generato
                        ("triton", "triton", "always"), *unfused_checks]
     assert timed_under == ["always", "always", "never", "never", "always", "always", "never", "never"]
     assert os.environ["DSA_OPS_FUSED_GENERATOR"] == "always"
+
+
+def test_warm_up_only_runs_each_row_once_neither_checked_nor_timed(tmp_path, monkeypatch, capsys):
+    """--warm-up-only: each row's step runs once (the backward alone after its forward), per dtype and
+    shape, and nothing is checked, timed or written."""
+    ran = []
+    real_make_step = cli.make_step
+
+    def make_step(module, mode, xs, grads):
+        setup, step = real_make_step(module, mode, xs, grads)
+
+        def counted_step():
+            step()
+            ran.append((xs[0].dtype, mode, getattr(module, "backend", "eager")))
+        return setup, counted_step
+
+    def refuse(*args):
+        raise AssertionError("a warm-up checks and times nothing")
+
+    monkeypatch.setattr(cli, "make_step", make_step)
+    monkeypatch.setattr(cli, "check_agrees", refuse)
+    monkeypatch.setattr(cli, "timed", refuse)
+    cli.main(["--device", "cpu", "--preset", "quick", "--providers", "reference,cpu", "--modes", "bwd,inplace",
+              "--dtypes", "float32,bfloat16", "--out", str(tmp_path), "--warm-up-only"])
+    assert ran == [(dtype, mode, backend) for dtype in (torch.float32, torch.bfloat16)
+                   for mode, backend in (("bwd", "eager"), ("bwd", "cpu"), ("inplace", "cpu"))]
+    assert list(tmp_path.iterdir()) == []
+    assert "warmed up: every row of 2 shape and dtype pairs ran once, untimed" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, message", [

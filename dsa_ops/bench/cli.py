@@ -10,6 +10,7 @@ the float64 reference before it is timed.
 
     dsa-bench [--device cpu|cuda] [--preset paper|sweep|quick | --shape N,U,C[,T],H,W [--split S]
               [--kernel-size K]] [--dtypes float32,bfloat16] [--providers ...] [--modes ...] [--out DIR]
+              [--warm-up-only]
 """
 import argparse
 import itertools
@@ -66,21 +67,42 @@ def run_case(case, dtype, providers, modes, device, min_run_time, progress):
     progress(f"{case.label()} clone")
     columns, kernels = timed(None, lambda: xs[next(turn) % copies].clone(), device, min_run_time)
     rows, breakdowns = [("-", "clone", *columns, None)], {("-", "clone"): kernels}
-    for mode in modes:
-        for provider in providers:
-            if provider == "clone" or not runs_mode(provider, mode):
-                continue
-            progress(f"{case.label()} {mode} {provider}")
-            module = build_module(provider, case, state, device, dtype)
-            with provider_settings(provider):
-                start = time.perf_counter()
-                if provider != "reference":
-                    check_agrees(module, provider, case, mode, device, dtype)
-                compile_seconds = time.perf_counter() - start if provider == "compile" else None
-                setup, step = make_step(module, mode, xs, grads)
-                columns, breakdowns[(mode, provider)] = timed(setup, step, device, min_run_time)
-            rows.append((mode, provider, *columns, compile_seconds))
+    for mode, provider in rows_of(providers, modes):
+        progress(f"{case.label()} {mode} {provider}")
+        module = build_module(provider, case, state, device, dtype)
+        with provider_settings(provider):
+            start = time.perf_counter()
+            if provider != "reference":
+                check_agrees(module, provider, case, mode, device, dtype)
+            compile_seconds = time.perf_counter() - start if provider == "compile" else None
+            setup, step = make_step(module, mode, xs, grads)
+            columns, breakdowns[(mode, provider)] = timed(setup, step, device, min_run_time)
+        rows.append((mode, provider, *columns, compile_seconds))
     return rows, breakdowns
+
+
+def rows_of(providers, modes):
+    """(mode, provider) of each row a shape gets besides the clone yardstick's."""
+    return [(mode, provider) for mode in modes for provider in providers
+            if provider != "clone" and runs_mode(provider, mode)]
+
+
+def warm_up(case, dtype, providers, modes, device, progress):
+    """Runs each row's step once, neither checked nor timed, so that what compiles on first use is
+    compiled: Triton's kernels, into its on-disk cache, where a later run finds them."""
+    state = random_state(case)
+    xs = [torch.randn(case.shape()).to(device=device, dtype=dtype)]
+    grads = [torch.randn(case.shape()).to(device=device, dtype=dtype)]
+    for mode, provider in rows_of(providers, modes):
+        progress(f"{case.label()} {mode} {provider} (warm-up)")
+        module = build_module(provider, case, state, device, dtype)
+        with provider_settings(provider):
+            setup, step = make_step(module, mode, xs, grads)
+            if setup is not None:
+                setup()
+            step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def parse_args(argv):
@@ -96,6 +118,8 @@ def parse_args(argv):
     parser.add_argument("--modes", default="fwd,full", help=f"comma-separated subset of {MODES}")
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds of timed calls per row")
     parser.add_argument("--out", help="write bench.csv, bench.md and bench.png (matplotlib) into this directory")
+    parser.add_argument("--warm-up-only", action="store_true",
+                        help="run each row once, untimed: fills Triton's kernel cache for a later timed run")
     args = parser.parse_args(argv)
     args.device = torch.device(args.device)
     args.dtypes = [d for d in args.dtypes.split(",") if d]
@@ -132,6 +156,9 @@ def main(argv=None):
             print(f"\r[{index + 1}/{total}] {dtype_name} {what}".ljust(78), end="", file=sys.stderr, flush=True)
 
         dtype = getattr(torch, dtype_name)
+        if args.warm_up_only:
+            warm_up(case, dtype, args.providers, args.modes, args.device, progress)
+            continue
         nbytes = math.prod(case.shape()) * torch.finfo(dtype).bits // 8
         found, breakdowns = run_case(case, dtype, args.providers, args.modes, args.device, args.min_time, progress)
         rows += report.records(case, dtype_name, found, env, lambda mode: floor_bytes(mode, case, nbytes))
@@ -143,6 +170,9 @@ def main(argv=None):
             if kernel_rows:
                 report.write_csv(kernel_rows, os.path.join(args.out, "kernels.csv"), report.KERNEL_COLUMNS)
     print(file=sys.stderr)
+    if args.warm_up_only:
+        print(f"warmed up: every row of {total} shape and dtype pairs ran once, untimed")
+        return
     print(report.format_table(rows))
     if args.out:
         written = "bench.csv, bench.md" + (", kernels.csv" if kernel_rows else "")
