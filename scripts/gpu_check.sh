@@ -98,12 +98,12 @@ step --boxed warm_triton 150 $PY -m benchmarks.bench_dsa --device cuda --preset 
 wait
 if grep -q "^build|pass" "$STATUS"; then
   # Timings first and alone on the GPU (the benchmark checks every provider against the reference before
-  # timing it, and writes its CSV after every shape).
+  # timing it, and writes its CSV after every shape; 0.2 s of calls a row, some hundreds to thousands).
   backends=$($PY -c "import dsa_ops
 usable = [b for b in ('cuda', 'triton') if dsa_ops.backend_status()[b] is None]
 print(','.join(['reference', *usable, *(b + '-unfused' for b in usable)]))")
   step bench 200 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
-    --dtypes float32,bfloat16 --providers "$backends" --modes fwd,full,inference,inplace --out "$OUT"
+    --dtypes float32,bfloat16 --providers "$backends" --modes fwd,full,inference,inplace --min-time 0.2 --out "$OUT"
   # Correctness side by side: the suite (with pytest-xdist, where installed, in 6 processes of 2 CPU
   # threads; -v streams each test's outcome, so a run stopped at its limit still names its failures),
   # the large property-based profile (1000 random cases) on CUDA and on Triton, each time-boxed at 60 s
