@@ -145,8 +145,9 @@ def _fused_backward_kernel(dy_ptr, grad_x_ptr, rows_ptr, grad_partial_ptr, grad_
     # (splits, R, K) partial sums (from L2) once for the BatchNorm sums in training, then its own rows'
     # once, and stores its rows' reversed kernels and pooled gradients in its slabs of the (spans, N, C',
     # K) and (spans, N, C', U) scratch, read back below; then it reads its span of grad_y once and writes
-    # grad_x once, the passthrough channels copied. The first program makes two more passes over the
-    # rows for the parameter gradients. Grid: (N, C tiles, spans of S).
+    # grad_x once, the passthrough channels copied. The first program makes one more pass over the rows
+    # for the parameter gradients (two in eval, where it has no BatchNorm sums yet). Grid: (N, C tiles,
+    # spans of S).
     video = tl.program_id(0).to(tl.int64)
     c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
     count = tl.num_programs(0) * channels
@@ -157,9 +158,9 @@ def _fused_backward_kernel(dy_ptr, grad_x_ptr, rows_ptr, grad_partial_ptr, grad_
                                                               num_segments, hidden, taps, eps, BLOCK_U, BLOCK_H,
                                                               BLOCK_K)
         if TRAINING:
-            _, grad_bn_w, grad_bn_b = _generator_grad_sums(rows_ptr, grad_partial_ptr, grad_splits, count,
-                                                           num_segments, taps, w1, mean, invstd, bn_w, bn_b, w2,
-                                                           BLOCK_R, BLOCK_U, BLOCK_H, BLOCK_K)
+            grad_w2, grad_bn_w, grad_bn_b = _generator_grad_sums(rows_ptr, grad_partial_ptr, grad_splits, count,
+                                                                 num_segments, taps, w1, mean, invstd, bn_w, bn_b,
+                                                                 w2, BLOCK_R, BLOCK_U, BLOCK_H, BLOCK_K)
         else:
             grad_bn_w = tl.zeros_like(bn_w)
             grad_bn_b = tl.zeros_like(bn_w)
@@ -172,9 +173,11 @@ def _fused_backward_kernel(dy_ptr, grad_x_ptr, rows_ptr, grad_partial_ptr, grad_
         _store_rows(kernels, r, kernel, end, taps, BLOCK_K, True)
         _store_rows(grad_rows, r, grad_p, end, num_segments, BLOCK_U, False)
         if _first_program():
-            grad_w2, grad_bn_w, grad_bn_b = _generator_grad_sums(rows_ptr, grad_partial_ptr, grad_splits, count,
-                                                                 num_segments, taps, w1, mean, invstd, bn_w, bn_b, w2,
-                                                                 BLOCK_R, BLOCK_U, BLOCK_H, BLOCK_K)
+            if not TRAINING:  # in training the sums above are these
+                grad_w2, grad_bn_w, grad_bn_b = _generator_grad_sums(rows_ptr, grad_partial_ptr, grad_splits,
+                                                                     count, num_segments, taps, w1, mean, invstd,
+                                                                     bn_w, bn_b, w2, BLOCK_R, BLOCK_U, BLOCK_H,
+                                                                     BLOCK_K)
             grad_w1 = _generator_grads_pass(rows_ptr, grad_partial_ptr, grad_splits, kernels, grad_rows, count,
                                             num_segments, taps, w1, mean, invstd, bn_w, bn_b, w2, mean_grad,
                                             projection, False, BLOCK_R, BLOCK_U, BLOCK_H, BLOCK_K)
