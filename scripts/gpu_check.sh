@@ -81,6 +81,19 @@ build() {  # the host compiler first: an extension built by another g++ than tor
   $PY -c "import torch; print('torch was built by', *[l.strip(' -') for l in torch.__config__.show().splitlines() if l.strip().startswith('- GCC')])"
   $PY setup.py build_ext --inplace && $PY -m dsa_ops.info
 }
+fuzz() {  # fuzz BACKEND SHARDS: the large property-based profile, 1000 cases split over SHARDS processes
+  # (each draws its own random cases), niced so that the suite beside them keeps its CPUs; each line led
+  # by "shard I: ". Triton compiles a kernel or two per random case, a second or so each: hence several
+  # processes. Fails if a shard fails.
+  local backend=$1 shards=$2 i pids=() failed=0
+  for ((i = 1; i <= shards; i++)); do
+    DSA_OPS_FUZZ_EXAMPLES=$(((1000 + shards - 1) / shards)) nice -n 10 $PY -m pytest tests/test_fuzz.py -q -s -rfEs \
+      -p no:cacheprovider -k "$backend" > >(sed -u "s/^/shard $i: /") 2>&1 &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || failed=1; done
+  return $failed
+}
 sanitize() {  # instrument only this package's kernels (namespace dsa_ops), which keeps it fast; no leak
   # check, as the caching allocator and cuBLAS keep their memory to the end by design
   local only_ours=(--kernel-name kns=dsa_ops)
@@ -106,17 +119,17 @@ print(','.join(['reference', *usable, *(b + '-unfused' for b in usable)]))")
     --dtypes float32,bfloat16 --providers "$backends" --modes fwd,full,inference,inplace --min-time 0.2 --out "$OUT"
   # Correctness side by side: the suite (with pytest-xdist, where installed, in 6 processes of 2 CPU
   # threads; -v streams each test's outcome, so a run stopped at its limit still names its failures),
-  # the large property-based profile (1000 random cases) on CUDA and on Triton, each time-boxed at 60 s
-  # (a failure still fails it; its lines in checks.log count the passed cases every 25), and the sanitizer.
+  # the large property-based profile (1000 random cases) on CUDA (one process, 60 s box) and on Triton
+  # (6 processes, 240 s box), time-boxed (a failure still fails it; its lines in checks.log count each
+  # process's passed cases every 10), and the sanitizer.
   parallel=()
   PYTHONPATH="$TEST_PYTHONPATH" $PY -c "import xdist" 2>/dev/null && parallel=(-n 6)
   LOG="$OUT/pytest.log" step tests 300 env PYTHONPATH="$TEST_PYTHONPATH" DSA_OPS_RUN_SLOW=1 OMP_NUM_THREADS=2 \
     $PY -m pytest tests -v -rfEs -p no:cacheprovider --durations=10 "${parallel[@]}" &
-  for backend in cuda triton; do
-    step --boxed "fuzz_$backend" 60 env PYTHONPATH="$TEST_PYTHONPATH" \
-      DSA_OPS_FUZZ_EXAMPLES=1000 OMP_NUM_THREADS=2 \
-      $PY -m pytest tests/test_fuzz.py -q -s -rfEs -p no:cacheprovider -k "$backend" &
-  done
+  step --boxed fuzz_cuda 60 env PYTHONPATH="$TEST_PYTHONPATH" OMP_NUM_THREADS=2 \
+    bash -c "$(declare -f fuzz); fuzz cuda 1" &
+  step --boxed fuzz_triton 240 env PYTHONPATH="$TEST_PYTHONPATH" OMP_NUM_THREADS=2 \
+    bash -c "$(declare -f fuzz); fuzz triton 6" &
   step sanitizer 180 bash -c "$(declare -f sanitize); sanitize" &
   wait
   step --boxed compile 45 $PY -m benchmarks.bench_dsa --device cuda --preset paper \
@@ -130,9 +143,11 @@ summary() {
   echo "device: $($PY -c 'import torch; print(torch.cuda.get_device_name())' 2>/dev/null || echo 'no GPU visible')  arch: $TORCH_CUDA_ARCH_LIST"
   echo "tests: $(grep -E '[0-9]+ (passed|failed)' "$OUT/pytest.log" 2>/dev/null | tail -1)" \
     "(tests failed as they ran: $(grep -cE '\] FAILED | FAILED +\[' "$OUT/pytest.log" 2>/dev/null))"
-  for backend in cuda triton; do
-    passed=$(grep -h "^\[fuzz_$backend\] .*cases passed" "$CHECKS_LOG" 2>/dev/null | tail -1)
-    echo "fuzz $backend: ${passed#*] }"
+  for backend in cuda triton; do  # each shard's last count, added up
+    grep -h "^\[fuzz_$backend\] shard " "$CHECKS_LOG" 2>/dev/null |
+      sed -n 's/^\[[a-z_]*\] shard \([0-9][0-9]*\): fuzz .* \([0-9][0-9]*\) cases passed.*/\1 \2/p' |
+      awk -v backend="$backend" '{ last[$1] = $2 } END { for (s in last) { total += last[s]; n++ }
+        printf "fuzz %s: %d random cases passed (%d processes)\n", backend, total, n }'
   done
   $PY - "$OUT/bench.csv" "$OUT/compile.csv" <<'PYEOF'
 import csv, os, sys
