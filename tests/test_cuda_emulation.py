@@ -199,17 +199,26 @@ def test_reductions_split_over_blocks(rng, emulated, layout, shape, count, order
     assert_all_close([pooled[0], grad_weight[0]], [pooled[1], grad_weight[1]], torch.float32, x.shape)
 
 
+# A (video, channel tile)'s U*S values: held in shared memory by the one-launch eval forward (a few KB
+# here, even for channels-last's tiles of 32 channels), or too many for it (4*4096 float32 values, over
+# the 48 KB a block has), so that each column is staged as it is written.
+EVAL_SHAPES = [pytest.param((8, 12, 2, 1, 3), id="slab"), pytest.param((8, 12, 4, 32, 32), id="staged")]
+
+
 @pytest.mark.parametrize("mode, count", [("never", 4), ("auto", 1), ("auto", 1000), ("always", 1000)])
 @pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "in-place"])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("shape", EVAL_SHAPES)
 @THREAD_ORDERS
-def test_eval_paths(rng, emulated, monkeypatch, mode, count, inplace, layout, order):
-    """The eval forward as one launch and composed of pool, generator and aggregation, as
-    DSA_OPS_EVAL_ONE_LAUNCH and the grid's fill of the GPU choose."""
+def test_eval_paths(rng, emulated, monkeypatch, mode, count, inplace, layout, shape, order):
+    """The eval forward as one launch (the tiles' values held in shared memory, or staged a column at a
+    time) and composed of pool, generator and aggregation, as DSA_OPS_EVAL_ONE_LAUNCH and the grid's fill
+    of the GPU choose. C' = 9 of 12 channels: channels-last's tile of 32 has processed and passthrough
+    channels."""
     monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", mode)
     emulated.set_multiprocessor_count(count)
     emulated.set_thread_order(order)
-    shape, num_segments, channels = (8, 12, 3, 4, 5), 4, 9
+    num_segments, channels = 4, 9
     x = make_input(shape, torch.float32, layout, rng)
     args = (*generator_params(rng, num_segments, 3, torch.float32), num_segments, channels, False, EPS, True)
     if inplace:

@@ -20,15 +20,24 @@ namespace {
 // A first guess, to be tuned on a GPU.
 constexpr int64_t kOneLaunchBlocksPerSM = 2;
 
+// The most dynamic shared memory a block of the slab variant (kSlab) may take: eight blocks of kThreads,
+// an SM's 2048 threads, still fit in Hopper's 228 KB per SM (each block also reserves 1 KB), so holding
+// the slab costs no occupancy there (Ampere's A100, 164 KB: six blocks). I3D layer3's float32 slab (U=4,
+// S=8*14*14) takes 25 KB. A first guess, to be tuned on a GPU.
+constexpr int64_t kSlabSharedBytes = 27 * 1024;
+
 // The block's lanes pool the tile's U rows (sum_over_lanes: a fixed order), one thread per channel runs
-// the generator on its row into shared memory, then each thread stages its (channel, s) columns' U values
-// in shared memory and writes the U outputs from there: the aggregated sum on the C' channels, the staged
-// values themselves (bit for bit) on the others. Staging lets a thread's U loads be in flight together
-// although x and y may alias (they do in place), and makes every read of a column precede its writes.
-// Memory plan: reads the tile's C' channels of x twice (pooling, then aggregation: the second read mostly
-// from L2) and writes y once; passthrough tiles read and write once. Writes (N, C', U) pooled values.
-// In place y is x and the grid covers the C' channels only (all_channels = C').
-template <typename scalar_t, typename acc_t>
+// the generator on its row into shared memory, then each thread writes the U outputs of its (channel, s)
+// columns from values in shared memory: the aggregated sum on the C' channels, the values themselves
+// (bit for bit) on the others. kSlab (where the tile's U*S values fit, eval_launch): pooling keeps every
+// value it reads of a tile with processed channels in shared memory, and aggregation reads them there.
+// Otherwise each thread stages a column's U values there just before writing it. Either way a thread's U
+// loads are in flight together although x and y may alias (they do in place), and every read of a column
+// precedes its writes. Memory plan: reads the tile's C' channels of x once with kSlab, else twice
+// (pooling, then aggregation: the second read mostly from L2), and writes y once; passthrough tiles read
+// and write once. Writes (N, C', U) pooled values. In place y is x and the grid covers the C' channels
+// only (all_channels = C').
+template <typename scalar_t, typename acc_t, bool kSlab>
 __global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t* y, PlaneStrides ys,
                                     acc_t* __restrict__ pooled, GeneratorView<acc_t> g, const acc_t* running_var,
                                     acc_t eps, acc_t* mean_out, acc_t* var_out, int64_t channels,
@@ -39,9 +48,11 @@ __global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t
   acc_t* invstd = scratch + blockDim.x;                        // (aU)
   acc_t* rows = invstd + g.hidden;                             // (tile, U) pooled values
   acc_t* weights = rows + tile * segments;                     // (tile, K) kernels
-  // (U, blockDim.x): segment v of this thread's column at column[v * blockDim.x], a warp's accesses in
-  // consecutive words.
-  scalar_t* column = reinterpret_cast<scalar_t*>(weights + tile * g.taps) + threadIdx.x;
+  // Staged columns, (U, blockDim.x): segment v of this thread's column at column[v * blockDim.x], a
+  // warp's accesses in consecutive words. The slab, (U, S, tile): value (v, s) of channel tile_index at
+  // slab[(v * spatial + s) * tile], consecutive threads at consecutive words. They share the memory.
+  scalar_t* values = reinterpret_cast<scalar_t*>(weights + tile * g.taps);
+  scalar_t* column = values + threadIdx.x;
   const int lanes = blockDim.x / tile;
   const int tile_index = threadIdx.x % tile;
   const int lane = threadIdx.x / tile;
@@ -51,6 +62,7 @@ __global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t
   const int64_t x_base = plane_offset(xs, video * segments, channel, 0);
   const int64_t y_base = plane_offset(ys, video * segments, channel, 0);
   const bool processed = channel < channels;
+  scalar_t* slab = values + tile_index;
   if (blockIdx.x == 0) {
     for (int j = threadIdx.x; j < g.hidden; j += blockDim.x) {
       mean_out[j] = g.mean[j];
@@ -62,7 +74,15 @@ __global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t
     for (int u = 0; u < segments; ++u) {
       acc_t sum[1] = {acc_t(0)};
       if (processed) {
-        for (int64_t s = lane; s < spatial; s += lanes) sum[0] += static_cast<acc_t>(x[x_base + u * xs.row + s * xs.spatial]);
+        for (int64_t s = lane; s < spatial; s += lanes) {
+          const scalar_t value = x[x_base + u * xs.row + s * xs.spatial];
+          if (kSlab) slab[(u * spatial + s) * tile] = value;
+          sum[0] += static_cast<acc_t>(value);
+        }
+      } else if (kSlab && channel < all_channels) {  // a passthrough channel in a tile with processed ones
+        for (int64_t s = lane; s < spatial; s += lanes) {
+          slab[(u * spatial + s) * tile] = x[x_base + u * xs.row + s * xs.spatial];
+        }
       }
       sum_over_lanes(sum, scratch, lane, lanes, tile_index, tile);
       if (lane == 0) rows[tile_index * segments + u] = sum[0] * mean_scale;  // as an unsplit pool_kernel
@@ -79,6 +99,23 @@ __global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t
   }
   if (channel >= all_channels) return;
   const acc_t* w = weights + tile_index * g.taps;
+  if (kSlab && first_channel < channels) {  // the tile's values are in the slab, each read by the thread that stored it
+    for (int64_t s = lane; s < spatial; s += lanes) {
+      const auto held = [&](int v) { return slab[(v * spatial + s) * tile]; };
+      const auto value = [&](int v) { return static_cast<acc_t>(held(v)); };
+      const int64_t y_at_s = y_base + s * ys.spatial;
+      for (int u = 0; u < segments; ++u) {
+        scalar_t out = held(u);
+        if (processed) {
+          acc_t acc = tap_sum(w, u, segments, g.taps, value);
+          if (identity) acc += value(u);
+          out = static_cast<scalar_t>(acc);
+        }
+        y[y_at_s + int64_t(u) * ys.row] = out;
+      }
+    }
+    return;
+  }
   const auto staged = [&](int v) { return static_cast<acc_t>(column[v * blockDim.x]); };
   for (int64_t s = lane; s < spatial; s += lanes) {
     const int64_t x_at_s = x_base + s * xs.spatial;
@@ -105,17 +142,20 @@ struct EvalStatistics {
 
 // How eval_forward_kernel runs over the first `covered` channels of x (all of them out of place, C' in
 // place): blocks, their dynamic shared memory (the lanes' sums, invstd, the tile's pooled rows and
-// kernels, the threads' staged columns) and the reduction shape.
+// kernels, then the slab or the threads' staged columns), the reduction shape and whether the tiles'
+// values are held in a slab.
 struct EvalLaunch {
   int64_t covered;
   int64_t blocks;
   int64_t tiles;
   size_t shared_bytes;
   ReductionShape shape;
+  bool slab;
 };
 
 // eval_forward_kernel's launch, or nullopt where the op composes pool, generator and aggregation instead:
-// a block would need more than the default shared memory, or DSA_OPS_EVAL_ONE_LAUNCH says so.
+// a block would need more than the default shared memory, or DSA_OPS_EVAL_ONE_LAUNCH says so. The slab
+// variant where a tile's U*S values fit in kSlabSharedBytes with the rest.
 std::optional<EvalLaunch> eval_launch(const at::Tensor& x, const GeneratorParams& params, int64_t num_segments,
                                       int64_t covered) {
   const auto mode = launch_mode("DSA_OPS_EVAL_ONE_LAUNCH");
@@ -123,16 +163,20 @@ std::optional<EvalLaunch> eval_launch(const at::Tensor& x, const GeneratorParams
   const auto shape = reduction_shape(plane_strides(x));
   const int64_t tiles = (covered + shape.tile - 1) / shape.tile;
   const int64_t blocks = x.size(0) / num_segments * tiles;
-  const size_t shared =
+  const size_t generator_bytes =
       (kThreads + params.first_weight.size(0) + shape.tile * (num_segments + params.second_weight.size(0))) *
-          c10::elementSize(accumulate_dtype(x.scalar_type())) +
-      kThreads * num_segments * x.element_size();
+      c10::elementSize(accumulate_dtype(x.scalar_type()));
+  const size_t column_bytes = kThreads * num_segments * x.element_size();
+  const size_t slab_bytes = std::max<size_t>(num_segments * spatial_size(x) * shape.tile * x.element_size(),
+                                             column_bytes);
+  const bool slab = generator_bytes + slab_bytes <= static_cast<size_t>(kSlabSharedBytes);
+  const size_t shared = generator_bytes + (slab ? slab_bytes : column_bytes);
   if (shared > static_cast<size_t>(kDefaultSharedBytes)) return std::nullopt;
   if (mode == LaunchMode::kAuto &&
       blocks < kOneLaunchBlocksPerSM * multiprocessor_count()) {
     return std::nullopt;
   }
-  return EvalLaunch{covered, blocks, tiles, shared, shape};
+  return EvalLaunch{covered, blocks, tiles, shared, shape, slab};
 }
 
 // Launches eval_forward_kernel on x (readable) into y (x itself in place, over the C' channels only).
@@ -149,7 +193,8 @@ EvalStatistics launch_eval_forward(const EvalLaunch& plan, const at::Tensor& x, 
   auto var = at::empty({units}, running_mean.options());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "dsa_ops_cuda_eval_forward", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    launch(eval_forward_kernel<scalar_t, acc_t>, static_cast<unsigned>(plan.blocks), kThreads, plan.shared_bytes,
+    launch(plan.slab ? eval_forward_kernel<scalar_t, acc_t, true> : eval_forward_kernel<scalar_t, acc_t, false>,
+           static_cast<unsigned>(plan.blocks), kThreads, plan.shared_bytes,
            x.const_data_ptr<scalar_t>(), plane_strides(x), y.mutable_data_ptr<scalar_t>(), plane_strides(y),
            pooled.mutable_data_ptr<acc_t>(), generator_view<acc_t>(params, running_mean),
            running_var.const_data_ptr<acc_t>(), static_cast<acc_t>(eps), mean.mutable_data_ptr<acc_t>(),
