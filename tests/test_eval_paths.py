@@ -2,7 +2,8 @@
 or pool + generator + aggregate, as DSA_OPS_EVAL_ONE_LAUNCH chooses (auto: by whether the grid of
 (video, channel tile) blocks fills the GPU). Each agrees with the float64 reference, out of place and in
 place, and copies the passthrough channels bit for bit; on a GPU "auto" picks by the grid's size; a bad
-value of the variable is refused."""
+value of the variable is refused. On a GPU also with a long S (4096), over the values a CUDA block of
+the one launch holds in shared memory: its variant that stages a column at a time."""
 import pytest
 import torch
 
@@ -18,12 +19,15 @@ ENV = "DSA_OPS_EVAL_ONE_LAUNCH"
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize("inplace", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
-def test_eval_paths_match_reference(rng, monkeypatch, backend, mode, layout, inplace, dtype):
+@pytest.mark.parametrize("spatial", [(2, 5, 5), (1, 64, 64)], ids=["short-S", "long-S"])
+def test_eval_paths_match_reference(rng, monkeypatch, backend, mode, layout, inplace, dtype, spatial):
+    if spatial[-1] == 64 and device_for(backend) != "cuda":
+        pytest.skip("long S on a GPU only (Triton's interpreter would take minutes)")
     monkeypatch.setenv(ENV, mode)
     channels, processed = 24, 12
     fused, ref = configured_pair(rng, backend, channels, 4, 3, 0.5, True, False, dtype)
     fused.inplace = inplace
-    x = make_input((3 * 4, channels, 2, 5, 5), dtype, layout, rng, device=device_for(backend))
+    x = make_input((3 * 4, channels, *spatial), dtype, layout, rng, device=device_for(backend))
     x[0, processed:, 0, 0, 0] = float("nan")  # copied as it is
     before = x.clone()
     expected = ref(before.cpu().double())
