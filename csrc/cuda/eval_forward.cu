@@ -73,15 +73,12 @@ __global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t
     for (int j = threadIdx.x; j < g.hidden; j += blockDim.x) invstd[j] = inverse_sqrt(running_var[j] + eps);
     for (int u = 0; u < segments; ++u) {
       acc_t sum[1] = {acc_t(0)};
-      if (processed) {
+      // kSlab holds the passthrough channels of a tile with processed ones too
+      if (processed || (kSlab && channel < all_channels)) {
         for (int64_t s = lane; s < spatial; s += lanes) {
           const scalar_t value = x[x_base + u * xs.row + s * xs.spatial];
           if (kSlab) slab[(u * spatial + s) * tile] = value;
-          sum[0] += static_cast<acc_t>(value);
-        }
-      } else if (kSlab && channel < all_channels) {  // a passthrough channel in a tile with processed ones
-        for (int64_t s = lane; s < spatial; s += lanes) {
-          slab[(u * spatial + s) * tile] = x[x_base + u * xs.row + s * xs.spatial];
+          if (processed) sum[0] += static_cast<acc_t>(value);
         }
       }
       sum_over_lanes(sum, scratch, lane, lanes, tile_index, tile);
@@ -99,33 +96,22 @@ __global__ void eval_forward_kernel(const scalar_t* x, PlaneStrides xs, scalar_t
   }
   if (channel >= all_channels) return;
   const acc_t* w = weights + tile_index * g.taps;
-  if (kSlab && first_channel < channels) {  // the tile's values are in the slab, each read by the thread that stored it
-    for (int64_t s = lane; s < spatial; s += lanes) {
-      const auto held = [&](int v) { return slab[(v * spatial + s) * tile]; };
-      const auto value = [&](int v) { return static_cast<acc_t>(held(v)); };
-      const int64_t y_at_s = y_base + s * ys.spatial;
-      for (int u = 0; u < segments; ++u) {
-        scalar_t out = held(u);
-        if (processed) {
-          acc_t acc = tap_sum(w, u, segments, g.taps, value);
-          if (identity) acc += value(u);
-          out = static_cast<scalar_t>(acc);
-        }
-        y[y_at_s + int64_t(u) * ys.row] = out;
-      }
-    }
-    return;
-  }
-  const auto staged = [&](int v) { return static_cast<acc_t>(column[v * blockDim.x]); };
+  // Segment v of this thread's column s at values_at_s[v * segment_stride]: in the slab where the tile's
+  // values are held there (each read by the thread that stored it), else staged from x first.
+  const bool held = kSlab && first_channel < channels;
+  const int64_t segment_stride = held ? spatial * tile : int64_t(blockDim.x);
   for (int64_t s = lane; s < spatial; s += lanes) {
-    const int64_t x_at_s = x_base + s * xs.spatial;
+    const scalar_t* values_at_s = held ? slab + s * tile : column;
     const int64_t y_at_s = y_base + s * ys.spatial;
-    for (int v = 0; v < segments; ++v) column[v * blockDim.x] = x[x_at_s + int64_t(v) * xs.row];
+    if (!held) {
+      for (int v = 0; v < segments; ++v) column[v * blockDim.x] = x[x_base + s * xs.spatial + int64_t(v) * xs.row];
+    }
+    const auto value = [&](int v) { return static_cast<acc_t>(values_at_s[v * segment_stride]); };
     for (int u = 0; u < segments; ++u) {
-      scalar_t out = column[u * blockDim.x];
+      scalar_t out = values_at_s[u * segment_stride];
       if (processed) {
-        acc_t acc = tap_sum(w, u, segments, g.taps, staged);
-        if (identity) acc += staged(u);
+        acc_t acc = tap_sum(w, u, segments, g.taps, value);
+        if (identity) acc += value(u);
         out = static_cast<scalar_t>(acc);
       }
       y[y_at_s + int64_t(u) * ys.row] = out;
