@@ -138,7 +138,7 @@ print(','.join(['reference', *usable, *(b + '-unfused' for b in usable)]))")
 fi
 
 summary() {
-  local failed=0 backend passed name line verdict
+  local failed=0 backend name line verdict
   echo
   echo "device: $($PY -c 'import torch; print(torch.cuda.get_device_name())' 2>/dev/null || echo 'no GPU visible')  arch: $TORCH_CUDA_ARCH_LIST"
   echo "tests: $(grep -E '[0-9]+ (passed|failed)' "$OUT/pytest.log" 2>/dev/null | tail -1)" \

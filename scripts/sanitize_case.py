@@ -18,14 +18,13 @@ import torch
 import dsa_ops
 
 
-def main(device="cuda"):
-    backend = "cuda" if device == "cuda" else "cpu"
+def main(device="cuda"):  # the kernel backend of the device is named alike
     torch.manual_seed(0)
     for dtype in (torch.float32, torch.bfloat16):
         for memory_format in (torch.contiguous_format, torch.channels_last_3d):
             for kernel_size, identity in ((3, False), (5, True)):
                 module = dsa_ops.DSAConv(40, U_segment=4, kernel_size=kernel_size, padding=kernel_size // 2,
-                                         split_ratio=0.5, with_identity=identity, backend=backend).to(device)
+                                         split_ratio=0.5, with_identity=identity, backend=device).to(device)
                 x = torch.randn(8, 40, 3, 5, 7, device=device, dtype=dtype).contiguous(memory_format=memory_format)
                 x.requires_grad_(True)
                 for fused in ("always", "never"):
@@ -44,20 +43,20 @@ def main(device="cuda"):
                             module(x.detach().clone())
                             module.inplace = False
                 weight = torch.rand(2, 13, kernel_size, device=device, requires_grad=True)
-                y = dsa_ops.dsa_aggregate(x, weight, 4, identity, backend=backend)
+                y = dsa_ops.dsa_aggregate(x, weight, 4, identity, backend=device)
                 y.sum().backward()
-                dsa_ops.segment_pool(x, 4, 40, backend=backend).sum().backward()
-    staged_eval_forward(device, backend)
+                dsa_ops.segment_pool(x, 4, 40, backend=device).sum().backward()
+    staged_eval_forward(device)
     if device == "cuda":
         torch.cuda.synchronize()
     print("sanitize case done")
 
 
-def staged_eval_forward(device, backend):
+def staged_eval_forward(device):
     """The one-launch eval forward, out of place and in place, where a tile's U*S values exceed what it
     holds in shared memory."""
     os.environ["DSA_OPS_EVAL_ONE_LAUNCH"] = "always"
-    module = dsa_ops.DSAConv(40, U_segment=4, split_ratio=0.5, backend=backend).to(device).eval()
+    module = dsa_ops.DSAConv(40, U_segment=4, split_ratio=0.5, backend=device).to(device).eval()
     for dtype in (torch.float32, torch.bfloat16):
         for memory_format in (torch.contiguous_format, torch.channels_last_3d):
             x = torch.randn(8, 40, 4, 32, 32, device=device, dtype=dtype).contiguous(memory_format=memory_format)
