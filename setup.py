@@ -1,14 +1,18 @@
 """Builds dsa_ops._C: the C++ op schemas and CPU kernels always, the CUDA kernels (csrc/cuda/*.cu) when
-torch is a CUDA build and nvcc is found.
+torch is a CUDA build and an nvcc of the same CUDA major version is found. Where the CUDA kernels are not
+built, or their build fails, the extension holds the CPU kernels alone and carries the reason
+(dsa_ops.backend_status() reports it): the package still installs, with its CPU and Triton backends.
 
 Environment:
   DSA_OPS_SKIP_CUDA=1   build the CPU extension only.
-  DSA_OPS_FORCE_CUDA=1  fail unless the CUDA kernels can be built.
+  DSA_OPS_FORCE_CUDA=1  fail unless the CUDA kernels are built.
   TORCH_CUDA_ARCH_LIST  CUDA architectures; when unset and no GPU is visible: 8.0;8.6;8.9;9.0+PTX.
 """
 import glob
 import os
+import re
 import shutil
+import subprocess
 import sys
 import sysconfig
 
@@ -49,6 +53,16 @@ def env_flag(name):
     return os.environ.get(name, "0") not in ("", "0", "false", "False")
 
 
+def nvcc_release(nvcc):
+    """The CUDA release nvcc reports, as "major.minor", or None where it does not run or say."""
+    try:
+        report = subprocess.run([nvcc, "--version"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    found = re.search(r"release (\d+\.\d+)", report)
+    return found.group(1) if found else None
+
+
 def cuda_build_problem(cuda_sources):
     """Why the CUDA kernels cannot be built here, or None when they can."""
     if not cuda_sources:
@@ -57,6 +71,14 @@ def cuda_build_problem(cuda_sources):
         return f"torch {torch.__version__} is not a CUDA build"
     if cpp_extension.CUDA_HOME is None:
         return "nvcc not found (set CUDA_HOME)"
+    nvcc = os.path.join(cpp_extension.CUDA_HOME, "bin", "nvcc")
+    release = nvcc_release(nvcc)
+    if release is None:
+        return f"{nvcc} --version did not report a CUDA release"
+    torch_major = torch.version.cuda.split(".")[0]
+    if release.split(".")[0] != torch_major:  # torch's build refuses this pair
+        return (f"nvcc {release} ({nvcc}) and torch's CUDA {torch.version.cuda} differ in major version: "
+                f"set CUDA_HOME to a CUDA {torch_major}.x toolkit to build the CUDA kernels")
     return None
 
 
@@ -66,32 +88,61 @@ def wheel_cuda_include_dirs():
     return sorted(p for p in glob.glob(os.path.join(site, "nvidia", "cu*", "include")) if os.path.isdir(p))
 
 
+CPP_SOURCES = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
+CUDA_SOURCES = sources("csrc/cuda/*.cu") + sources("csrc/cuda/*.cpp")
+CXX_FLAGS = ["-O3", "-fopenmp"]
+CUDA_MACRO = ("DSA_OPS_WITH_CUDA", "1")
+
+
+def cpu_extension(reason):
+    """The CPU kernels alone; the reason the CUDA kernels are not built reaches the module as
+    dsa_ops._C.cuda_not_built (passed as the UTF-8 bytes' codes, which no shell or ninja quoting alters)."""
+    print(f"dsa_ops: building the CPU kernels only ({reason})")
+    codes = ",".join(str(byte) for byte in reason.encode())
+    return cpp_extension.CppExtension("dsa_ops._C", CPP_SOURCES, define_macros=[("DSA_OPS_CUDA_NOT_BUILT", codes)],
+                                      extra_compile_args={"cxx": CXX_FLAGS}, extra_link_args=["-fopenmp"])
+
+
 def extension():
-    cpp_sources = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
-    cuda_sources = sources("csrc/cuda/*.cu") + sources("csrc/cuda/*.cpp")
-    cxx_flags = ["-O3", "-fopenmp"]
-    problem = "DSA_OPS_SKIP_CUDA=1" if env_flag("DSA_OPS_SKIP_CUDA") else cuda_build_problem(cuda_sources)
+    problem = "DSA_OPS_SKIP_CUDA=1" if env_flag("DSA_OPS_SKIP_CUDA") else cuda_build_problem(CUDA_SOURCES)
     if problem is None:
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
         print(f"dsa_ops: building CPU + CUDA kernels for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
         return cpp_extension.CUDAExtension(
             "dsa_ops._C",
-            cpp_sources + cuda_sources,
+            CPP_SOURCES + CUDA_SOURCES,
             include_dirs=wheel_cuda_include_dirs(),
-            define_macros=[("DSA_OPS_WITH_CUDA", "1")],
-            extra_compile_args={"cxx": cxx_flags, "nvcc": ["-O3", "-lineinfo"]},
+            define_macros=[CUDA_MACRO],
+            extra_compile_args={"cxx": CXX_FLAGS, "nvcc": ["-O3", "-lineinfo"]},
             extra_link_args=["-fopenmp"],
         )
     if env_flag("DSA_OPS_FORCE_CUDA"):
         sys.exit(f"dsa_ops: DSA_OPS_FORCE_CUDA=1 but the CUDA kernels cannot be built: {problem}")
-    print(f"dsa_ops: building the CPU kernels only ({problem})")
-    return cpp_extension.CppExtension(
-        "dsa_ops._C", cpp_sources, extra_compile_args={"cxx": cxx_flags}, extra_link_args=["-fopenmp"]
-    )
+    return cpu_extension(problem)
+
+
+class BuildExtension(cpp_extension.BuildExtension):
+    """torch's build_ext, except that where the CUDA kernels fail to build (and DSA_OPS_FORCE_CUDA is not
+    set) it builds the CPU kernels alone, the failure's first line kept as the reason."""
+
+    def build_extensions(self):
+        # torch's build_extensions wraps the compiler's methods: the CPU build starts from the originals
+        compiler_state = (self.compiler.compile, self.compiler._compile, list(self.compiler.src_extensions))
+        try:
+            super().build_extensions()
+        except Exception as error:  # a compiler's or torch's error: the build, not this code
+            if not any(CUDA_MACRO in ext.define_macros for ext in self.extensions) or env_flag("DSA_OPS_FORCE_CUDA"):
+                raise
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+            self.compiler.compile, self.compiler._compile, self.compiler.src_extensions = compiler_state
+            (ext,) = self.extensions  # updated in place: setuptools has annotated it (finalize_options)
+            vars(ext).update(vars(cpu_extension(f"the CUDA build failed: {first_line}; the build's output, "
+                                                "shown by pip install -v, has the compiler's messages")))
+            super().build_extensions()
 
 
 setup(
     ext_modules=[extension()],
-    cmdclass={"build_ext": cpp_extension.BuildExtension},
+    cmdclass={"build_ext": BuildExtension},
 )

@@ -1,11 +1,22 @@
-// The dsa_ops operator schemas, and the Python module stub that loads them (import dsa_ops._C).
+// The dsa_ops operator schemas, and the Python module stub that loads them (import dsa_ops._C); a build
+// without the CUDA kernels gives the module the reason, `cuda_not_built`.
 #include <Python.h>
 #include <torch/library.h>
 
 extern "C" {
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
-  return PyModule_Create(&module_def);
+  PyObject* module = PyModule_Create(&module_def);
+#ifdef DSA_OPS_CUDA_NOT_BUILT
+  // Why this build holds no CUDA kernels (setup.py), as the UTF-8 bytes' codes.
+  static const unsigned char reason[] = {DSA_OPS_CUDA_NOT_BUILT, 0};
+  if (module != nullptr &&
+      PyModule_AddStringConstant(module, "cuda_not_built", reinterpret_cast<const char*>(reason)) != 0) {
+    Py_DECREF(module);
+    return nullptr;
+  }
+#endif
+  return module;
 }
 }
 

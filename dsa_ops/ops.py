@@ -99,7 +99,8 @@ def _backend_status(triton_interpreted):
     status["cpu"] = None if _has_kernel("aggregate", "CPU") else f"the compiled extension did not load ({EXTENSION_ERROR})"
     if not _has_kernel("aggregate", "CUDA"):
         status["cuda"] = ("the compiled extension did not load" if EXTENSION_ERROR else
-                          "the extension was built without CUDA kernels")
+                          "the extension was built without CUDA kernels ("
+                          f"{getattr(_C, 'cuda_not_built', 'an older build: its reason was not recorded')})")
     elif not torch.cuda.is_available():
         status["cuda"] = "no CUDA device is visible"
     else:

@@ -76,10 +76,11 @@ step() {
   record "$name" "$verdict" $(($(date +%s) - begin))
 }
 
-build() {  # the host compiler first: an extension built by another g++ than torch's has crashed on throws
+build() {  # the host compiler first: an extension built by another g++ than torch's has crashed on throws.
+  # DSA_OPS_FORCE_CUDA: a CUDA build that fails fails the step (elsewhere it leaves the CPU kernels alone)
   echo "host compiler: $(command -v "${CXX:-c++}") $("${CXX:-c++}" --version | head -1)"
   $PY -c "import torch; print('torch was built by', *[l.strip(' -') for l in torch.__config__.show().splitlines() if l.strip().startswith('- GCC')])"
-  $PY setup.py build_ext --inplace && $PY -m dsa_ops.info
+  DSA_OPS_FORCE_CUDA=1 $PY setup.py build_ext --inplace && $PY -m dsa_ops.info
 }
 fuzz() {  # fuzz BACKEND SHARDS: the large property-based profile, 1000 cases split over SHARDS processes
   # (each draws its own random cases), niced so that the suite beside them keeps its CPUs; each line led

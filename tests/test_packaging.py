@@ -1,8 +1,15 @@
-"""The source distribution carries what a build from it needs."""
+"""The source distribution carries what a build from it needs; where the CUDA kernels cannot be built
+(an nvcc of another CUDA major version than torch's, a failing CUDA compile), the build says why and
+installs the CPU kernels alone, the reason reported by backend_status()."""
 import os
+import shutil
+import stat
 import subprocess
 import sys
 import tarfile
+
+import pytest
+import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,3 +35,74 @@ def test_sdist_holds_every_native_source_and_header(tmp_path):
     python = source_files("dsa_ops", (".py",))
     assert sorted(set(python) - packed) == []
     assert {"setup.py", "pyproject.toml", "README.md"} <= packed
+
+
+def fake_toolkit(folder, release, compiles=False):
+    """A CUDA_HOME whose nvcc reports `release` and fails at anything else (or, with compiles=False
+    and release None, at --version too)."""
+    nvcc = folder / "bin" / "nvcc"
+    nvcc.parent.mkdir(parents=True)
+    version = f'echo "Cuda compilation tools, release {release}, V{release}.0"; exit 0' if release else "exit 1"
+    nvcc.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then {version}; fi\necho "nvcc: no such compiler" >&2\nexit 1\n')
+    nvcc.chmod(nvcc.stat().st_mode | stat.S_IEXEC)
+    return str(folder)
+
+
+def build_env(cuda_home, **settings):
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("DSA_OPS_FORCE_CUDA", "DSA_OPS_SKIP_CUDA")}  # CI forces CUDA
+    env.update(CUDA_HOME=cuda_home, **settings)
+    return env
+
+
+def other_major_release():
+    major = int(torch.version.cuda.split(".")[0])
+    return "12.4" if major != 12 else "11.8"
+
+
+needs_cuda_torch = pytest.mark.skipif(torch.version.cuda is None, reason="torch is not a CUDA build")
+
+
+@needs_cuda_torch
+def test_an_nvcc_of_another_major_version_leaves_cuda_out_and_says_why(tmp_path):
+    release = other_major_release()
+    env = build_env(fake_toolkit(tmp_path / "cuda", release))
+    done = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (f"building the CPU kernels only (nvcc {release} ({tmp_path}/cuda/bin/nvcc) and torch's CUDA "
+            f"{torch.version.cuda} differ in major version") in done.stdout
+    env["DSA_OPS_FORCE_CUDA"] = "1"
+    forced = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert forced.returncode != 0
+    assert "DSA_OPS_FORCE_CUDA=1 but the CUDA kernels cannot be built: nvcc " + release in forced.stderr
+
+
+@needs_cuda_torch
+def test_an_nvcc_that_does_not_run_leaves_cuda_out_and_says_why(tmp_path):
+    env = build_env(fake_toolkit(tmp_path / "cuda", None))
+    done = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"building the CPU kernels only ({tmp_path}/cuda/bin/nvcc --version did not report" in done.stdout
+
+
+@needs_cuda_torch
+def test_a_failing_cuda_build_still_installs_and_says_why(tmp_path):
+    # a copy of the sources built in place with an nvcc of torch's release that fails at every compile
+    tree = tmp_path / "tree"
+    for name in ("csrc", "dsa_ops"):
+        shutil.copytree(os.path.join(ROOT, name), tree / name,
+                        ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(os.path.join(ROOT, name), tree / name)
+    env = build_env(fake_toolkit(tmp_path / "cuda", torch.version.cuda), TORCH_CUDA_ARCH_LIST="9.0",
+                    MAX_JOBS=os.environ.get("MAX_JOBS", "2"))
+    built = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace"], cwd=tree, env=env,
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    assert "building the CPU kernels only (the CUDA build failed: " in built.stdout
+    report = subprocess.run([sys.executable, "-c", "import dsa_ops; print(dsa_ops.backend_status())"], cwd=tree,
+                            env=env, capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr[-3000:]
+    status = eval(report.stdout)  # a dict of str and None
+    assert status["cpu"] is None
+    assert status["cuda"].startswith("the extension was built without CUDA kernels (the CUDA build failed: ")
