@@ -94,13 +94,23 @@ CXX_FLAGS = ["-O3", "-fopenmp"]
 CUDA_MACRO = ("DSA_OPS_WITH_CUDA", "1")
 
 
+def string_macro(name, text):
+    """A C++ compiler flag defining a macro that holds text as its UTF-8 bytes' codes, which no shell or
+    ninja quoting alters: in C++, {NAME, 0} is the string (csrc/dsa_ops.cpp makes them attributes of
+    dsa_ops._C). For the C++ compiler only: nvcc splits a flag's value at commas."""
+    return f"-D{name}=" + ",".join(str(byte) for byte in text.encode())
+
+
+# the torch the extension is built against: dsa_ops refuses to use it under another torch
+TORCH_MACRO = string_macro("DSA_OPS_TORCH_VERSION", torch.__version__)
+
+
 def cpu_extension(reason):
-    """The CPU kernels alone; the reason the CUDA kernels are not built reaches the module as
-    dsa_ops._C.cuda_not_built (passed as the UTF-8 bytes' codes, which no shell or ninja quoting alters)."""
+    """The CPU kernels alone; the reason the CUDA kernels are not built becomes dsa_ops._C.cuda_not_built."""
     print(f"dsa_ops: building the CPU kernels only ({reason})")
-    codes = ",".join(str(byte) for byte in reason.encode())
-    return cpp_extension.CppExtension("dsa_ops._C", CPP_SOURCES, define_macros=[("DSA_OPS_CUDA_NOT_BUILT", codes)],
-                                      extra_compile_args={"cxx": CXX_FLAGS}, extra_link_args=["-fopenmp"])
+    flags = [*CXX_FLAGS, TORCH_MACRO, string_macro("DSA_OPS_CUDA_NOT_BUILT", reason)]
+    return cpp_extension.CppExtension("dsa_ops._C", CPP_SOURCES, extra_compile_args={"cxx": flags},
+                                      extra_link_args=["-fopenmp"])
 
 
 def extension():
@@ -114,7 +124,7 @@ def extension():
             CPP_SOURCES + CUDA_SOURCES,
             include_dirs=wheel_cuda_include_dirs(),
             define_macros=[CUDA_MACRO],
-            extra_compile_args={"cxx": CXX_FLAGS, "nvcc": ["-O3", "-lineinfo"]},
+            extra_compile_args={"cxx": [*CXX_FLAGS, TORCH_MACRO], "nvcc": ["-O3", "-lineinfo"]},
             extra_link_args=["-fopenmp"],
         )
     if env_flag("DSA_OPS_FORCE_CUDA"):

@@ -1,5 +1,6 @@
-// The dsa_ops operator schemas, and the Python module stub that loads them (import dsa_ops._C); a build
-// without the CUDA kernels gives the module the reason, `cuda_not_built`.
+// The dsa_ops operator schemas, and the Python module stub that loads them (import dsa_ops._C), which
+// holds the torch version built against (`torch_version`) and, in a build without the CUDA kernels, the
+// reason (`cuda_not_built`).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -7,15 +8,21 @@ extern "C" {
 PyObject* PyInit__C(void) {
   static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
   PyObject* module = PyModule_Create(&module_def);
+  if (module == nullptr) return nullptr;
+  // setup.py's string macros: a string's UTF-8 bytes' codes
+  const auto add_string = [module](const char* name, const unsigned char* text) {
+    return PyModule_AddStringConstant(module, name, reinterpret_cast<const char*>(text)) == 0;
+  };
+  static const unsigned char torch_version[] = {DSA_OPS_TORCH_VERSION, 0};  // the torch built against
+  bool added = add_string("torch_version", torch_version);
 #ifdef DSA_OPS_CUDA_NOT_BUILT
-  // Why this build holds no CUDA kernels (setup.py), as the UTF-8 bytes' codes.
-  static const unsigned char reason[] = {DSA_OPS_CUDA_NOT_BUILT, 0};
-  if (module != nullptr &&
-      PyModule_AddStringConstant(module, "cuda_not_built", reinterpret_cast<const char*>(reason)) != 0) {
+  static const unsigned char cuda_not_built[] = {DSA_OPS_CUDA_NOT_BUILT, 0};  // why no CUDA kernels
+  added = added && add_string("cuda_not_built", cuda_not_built);
+#endif
+  if (!added) {
     Py_DECREF(module);
     return nullptr;
   }
-#endif
   return module;
 }
 }

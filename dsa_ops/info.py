@@ -36,7 +36,7 @@ def report():
         f"python:           {platform.python_version()} ({sys.executable})",
         f"torch:            {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
         f"triton:           {_triton_version()}",
-        f"compiled ext:     {'loaded' if EXTENSION_ERROR is None else 'not loaded: ' + EXTENSION_ERROR}",
+        f"compiled ext:     {'loaded' if EXTENSION_ERROR is None else 'not usable: ' + EXTENSION_ERROR}",
     ]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):

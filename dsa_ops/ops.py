@@ -28,12 +28,28 @@ import torch.nn.functional as F
 from . import reference
 from ._layout import accumulate_dtype, empty_output
 
+REBUILD_HINT = "rebuild it against this torch: pip install --no-build-isolation ."
+
+
+def _torch_mismatch(built, running):
+    """Why an extension built against torch `built` must not run under torch `running` (their
+    major.minor releases differ: torch keeps no C++ ABI across them), or None."""
+    def release(version):
+        return version.split("+")[0].split(".")[:2]
+
+    if release(built) == release(running):
+        return None
+    return f"dsa_ops._C was built against torch {built} and this is torch {running}: {REBUILD_HINT}"
+
+
 try:
     from . import _C  # noqa: F401  (registers the ops)
 
-    EXTENSION_ERROR = None
+    EXTENSION_ERROR = _torch_mismatch(getattr(_C, "torch_version", torch.__version__), torch.__version__)
 except ImportError as error:
     EXTENSION_ERROR = f"{type(error).__name__}: {error}"
+    if "undefined symbol" in str(error):  # the mark of a build against another torch
+        EXTENSION_ERROR += f" (built against another torch than {torch.__version__}? {REBUILD_HINT})"
 
 MIN_TRITON = (3, 0)
 try:
@@ -96,9 +112,9 @@ def _backend_status(triton_interpreted):
     (the extension, Triton, the visible devices), so it is worked out once: the backend choice runs on
     every call."""
     status = {"reference": None}
-    status["cpu"] = None if _has_kernel("aggregate", "CPU") else f"the compiled extension did not load ({EXTENSION_ERROR})"
+    status["cpu"] = None if _has_kernel("aggregate", "CPU") else f"the compiled extension is not usable ({EXTENSION_ERROR})"
     if not _has_kernel("aggregate", "CUDA"):
-        status["cuda"] = ("the compiled extension did not load" if EXTENSION_ERROR else
+        status["cuda"] = ("the compiled extension is not usable" if EXTENSION_ERROR else
                           "the extension was built without CUDA kernels ("
                           f"{getattr(_C, 'cuda_not_built', 'an older build: its reason was not recorded')})")
     elif not torch.cuda.is_available():

@@ -107,7 +107,7 @@ def test_backward_is_bitwise_reproducible(rng, backend, dtype, layout):
         assert torch.equal(a, b)
 
 
-@pytest.mark.skipif(dsa_ops.ops.EXTENSION_ERROR is not None, reason="the compiled extension did not load")
+@pytest.mark.skipif(dsa_ops.ops.EXTENSION_ERROR is not None, reason="the compiled extension is not usable")
 def test_compiled_ops_take_the_cpp_autograd(rng):
     """The compiled ops' autograd nodes are csrc/autograd.cpp's: an autograd registered from Python costs
     about 50 us of host time per call."""

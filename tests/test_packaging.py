@@ -1,6 +1,7 @@
 """The source distribution carries what a build from it needs; where the CUDA kernels cannot be built
 (an nvcc of another CUDA major version than torch's, a failing CUDA compile), the build says why and
-installs the CPU kernels alone, the reason reported by backend_status()."""
+installs the CPU kernels alone, the reason reported by backend_status(); an extension built against
+another torch release is not used."""
 import os
 import shutil
 import stat
@@ -10,6 +11,9 @@ import tarfile
 
 import pytest
 import torch
+
+import dsa_ops
+from dsa_ops.ops import _torch_mismatch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -106,3 +110,29 @@ def test_a_failing_cuda_build_still_installs_and_says_why(tmp_path):
     status = eval(report.stdout)  # a dict of str and None
     assert status["cpu"] is None
     assert status["cuda"].startswith("the extension was built without CUDA kernels (the CUDA build failed: ")
+
+
+@pytest.mark.skipif(dsa_ops.ops.EXTENSION_ERROR is not None, reason="the compiled extension is not usable")
+def test_the_extension_records_the_torch_it_was_built_against():
+    assert dsa_ops._C.torch_version == torch.__version__
+
+
+def test_an_extension_built_against_another_torch_release_is_refused():
+    assert _torch_mismatch("2.14.1+cu130", "2.14.0") is None  # the same release: no ABI break
+    assert _torch_mismatch("2.11.0", "2.11.0+cu130") is None
+    assert _torch_mismatch("2.13.0+cpu", "2.14.1+cu130") == (
+        "dsa_ops._C was built against torch 2.13.0+cpu and this is torch 2.14.1+cu130: rebuild it against this "
+        "torch: pip install --no-build-isolation .")
+
+
+@pytest.mark.skipif(dsa_ops.ops.EXTENSION_ERROR is not None, reason="the compiled extension is not usable")
+def test_under_another_torch_release_the_extension_is_not_used():
+    script = ("import torch; torch.__version__ = '1.0.0'\n"
+              "import dsa_ops; print(dsa_ops.backend_status()['cpu']); print(dsa_ops.DSAConv(8).eval()(torch.ones(4, 8, 2, 2)).shape)")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.splitlines() == [
+        f"the compiled extension is not usable (dsa_ops._C was built against torch {torch.__version__} and this is "
+        f"torch 1.0.0: rebuild it against this torch: pip install --no-build-isolation .)",
+        "torch.Size([4, 8, 2, 2])"]
+    assert "using the 'reference' backend on cpu (cpu: the compiled extension is not usable" in done.stderr
