@@ -56,6 +56,7 @@ def build_env(cuda_home, **settings):
     env = {name: value for name, value in os.environ.items()
            if name not in ("DSA_OPS_FORCE_CUDA", "DSA_OPS_SKIP_CUDA")}  # CI forces CUDA
     env.update(CUDA_HOME=cuda_home, **settings)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")  # pip's ninja, in a venv
     return env
 
 
