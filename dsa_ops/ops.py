@@ -112,7 +112,8 @@ def _backend_status(triton_interpreted):
     (the extension, Triton, the visible devices), so it is worked out once: the backend choice runs on
     every call."""
     status = {"reference": None}
-    status["cpu"] = None if _has_kernel("aggregate", "CPU") else f"the compiled extension is not usable ({EXTENSION_ERROR})"
+    status["cpu"] = (None if _has_kernel("aggregate", "CPU") else
+                     f"the compiled extension is not usable ({EXTENSION_ERROR})")
     if not _has_kernel("aggregate", "CUDA"):
         status["cuda"] = ("the compiled extension is not usable" if EXTENSION_ERROR else
                           "the extension was built without CUDA kernels ("

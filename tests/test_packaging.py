@@ -2,6 +2,7 @@
 (an nvcc of another CUDA major version than torch's, a failing CUDA compile), the build says why and
 installs the CPU kernels alone, the reason reported by backend_status(); an extension built against
 another torch release is not used."""
+import json
 import os
 import shutil
 import stat
@@ -41,13 +42,14 @@ def test_sdist_holds_every_native_source_and_header(tmp_path):
     assert {"setup.py", "pyproject.toml", "README.md"} <= packed
 
 
-def fake_toolkit(folder, release, compiles=False):
-    """A CUDA_HOME whose nvcc reports `release` and fails at anything else (or, with compiles=False
-    and release None, at --version too)."""
+def fake_toolkit(folder, release):
+    """A CUDA_HOME whose nvcc answers --version with `release` (fails there too where release is None)
+    and fails at anything else."""
     nvcc = folder / "bin" / "nvcc"
     nvcc.parent.mkdir(parents=True)
     version = f'echo "Cuda compilation tools, release {release}, V{release}.0"; exit 0' if release else "exit 1"
-    nvcc.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then {version}; fi\necho "nvcc: no such compiler" >&2\nexit 1\n')
+    nvcc.write_text(f'#!/bin/sh\nif [ "$1" = --version ]; then {version}; fi\n'
+                    'echo "nvcc: no such compiler" >&2\nexit 1\n')
     nvcc.chmod(nvcc.stat().st_mode | stat.S_IEXEC)
     return str(folder)
 
@@ -107,10 +109,10 @@ def test_a_failing_cuda_build_still_installs_and_says_why(tmp_path):
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert "building the CPU kernels only (the CUDA build failed: " in built.stdout
-    report = subprocess.run([sys.executable, "-c", "import dsa_ops; print(dsa_ops.backend_status())"], cwd=tree,
-                            env=env, capture_output=True, text=True)
+    report = subprocess.run([sys.executable, "-c", "import json, dsa_ops; print(json.dumps(dsa_ops.backend_status()))"],
+                            cwd=tree, env=env, capture_output=True, text=True)
     assert report.returncode == 0, report.stderr[-3000:]
-    status = eval(report.stdout)  # a dict of str and None
+    status = json.loads(report.stdout)
     assert status["cpu"] is None
     assert status["cuda"].startswith("the extension was built without CUDA kernels (the CUDA build failed: ")
 
@@ -131,7 +133,8 @@ def test_an_extension_built_against_another_torch_release_is_refused():
 @pytest.mark.skipif(dsa_ops.ops.EXTENSION_ERROR is not None, reason="the compiled extension is not usable")
 def test_under_another_torch_release_the_extension_is_not_used():
     script = ("import torch; torch.__version__ = '1.0.0'\n"
-              "import dsa_ops; print(dsa_ops.backend_status()['cpu']); print(dsa_ops.DSAConv(8).eval()(torch.ones(4, 8, 2, 2)).shape)")
+              "import dsa_ops; print(dsa_ops.backend_status()['cpu'])\n"
+              "print(dsa_ops.DSAConv(8).eval()(torch.ones(4, 8, 2, 2)).shape)")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.splitlines() == [
