@@ -90,7 +90,9 @@ def wheel_cuda_include_dirs():
 
 CPP_SOURCES = sources("csrc/*.cpp") + sources("csrc/cpu/*.cpp")
 CUDA_SOURCES = sources("csrc/cuda/*.cu") + sources("csrc/cuda/*.cpp")
-CXX_FLAGS = ["-O3", "-fopenmp"]
+# -g0 overrides the -g of Python's own build flags: debug information doubled the C++ compile time and
+# made the library 29 MB
+CXX_FLAGS = ["-O3", "-g0", "-fopenmp"]
 CUDA_MACRO = ("DSA_OPS_WITH_CUDA", "1")
 
 
