@@ -4,7 +4,6 @@
 #include <ATen/OpMathType.h>
 
 #include <algorithm>
-#include <array>
 #include <type_traits>
 #include <vector>
 
@@ -83,10 +82,11 @@ void sum_taps(acc_t* out, const acc_t* rows, int64_t row_stride, const Weights& 
 }
 
 // out = sum_k weight[k] * x[u + k - P] (+ x when identity) (+ grad_pooled / S when given) on the first
-// C' channels (grad_x is this on grad_y with the taps reversed). Where x and out are float32 or float64,
-// distinct and unit-stride along the lines, each output line is summed straight from x's rows into out;
-// otherwise (out may be x itself, or values need converting) the U rows of a line are first read into a
-// (U, line) buffer in the accumulation type, before any of them is written.
+// C' channels (grad_x is this on grad_y with the taps reversed). Where x is float32 or float64 and
+// unit-stride along the lines, the sums read x's rows in place, else the U rows of a line are first read
+// into a (U, line) buffer in the accumulation type. Where out is also distinct from x and unit-stride,
+// each output line is summed straight into out; otherwise (out may be x itself) the U output lines are
+// summed into a second (U, line) buffer and stored once all of them are done.
 // Memory plan: reads the C' channels of x once and writes them once; the U rows of a line stay in L1
 // while each output row sums its K taps in one pass. One pass.
 template <typename scalar_t>
@@ -103,7 +103,8 @@ void aggregate_into(const at::Tensor& x, const at::Tensor& weight, int64_t num_s
   const bool along_channels = lines_along_channels(xs);
   const int64_t x_step = line_stride(xs, along_channels);
   const int64_t y_step = line_stride(ys, along_channels);
-  const bool direct = std::is_same_v<scalar_t, acc_t> && x_step == 1 && y_step == 1 && !x.is_same(out);
+  const bool read_in_place = std::is_same_v<scalar_t, acc_t> && x_step == 1;
+  const bool write_in_place = read_in_place && y_step == 1 && !x.is_same(out);
   const auto by_tap = weights_by_tap(weight);
   const scalar_t* src = x.const_data_ptr<scalar_t>();
   const acc_t* w = weight.const_data_ptr<acc_t>();
@@ -117,13 +118,13 @@ void aggregate_into(const at::Tensor& x, const at::Tensor& weight, int64_t num_s
     for (int64_t u = 0; pooled && u < num_segments; ++u)
       for (int64_t c = c0; c < c1; ++c)
         pooled_terms[u * kLineLength + c - c0] = pooled[(n * channels + c) * num_segments + u] * scale;
-    std::vector<acc_t> staged(direct ? 0 : num_segments * kLineLength);
-    std::array<acc_t, kLineLength> line_sums;
+    std::vector<acc_t> staged(read_in_place ? 0 : num_segments * kLineLength);
+    std::vector<acc_t> sums(write_in_place ? 0 : num_segments * kLineLength);
     for_each_line(c0, c1, spatial, along_channels, [&](const Line& line) {
       // rows[v * row_stride + i]: segment v of the line, in x or staged
       const acc_t* rows = staged.data();
       int64_t row_stride = kLineLength;
-      if (direct) {
+      if (read_in_place) {
         rows = reinterpret_cast<const acc_t*>(src + offset(xs, n * num_segments, line.channel, line.s));
         row_stride = xs.row;
       } else {
@@ -133,8 +134,9 @@ void aggregate_into(const at::Tensor& x, const at::Tensor& weight, int64_t num_s
         }
       }
       for (int64_t u = 0; u < num_segments; ++u) {
-        scalar_t* target = dst + offset(ys, n * num_segments + u, line.channel, line.s);
-        acc_t* acc = direct ? reinterpret_cast<acc_t*>(target) : line_sums.data();
+        acc_t* acc = write_in_place
+                         ? reinterpret_cast<acc_t*>(dst + offset(ys, n * num_segments + u, line.channel, line.s))
+                         : sums.data() + u * kLineLength;
         const auto taps = valid_taps(u, num_segments, kernel_size);
         const acc_t* tap_rows = rows + (u + taps.begin - pad) * row_stride;
         const int begin = static_cast<int>(taps.begin), end = static_cast<int>(taps.end);
@@ -158,7 +160,10 @@ void aggregate_into(const at::Tensor& x, const at::Tensor& weight, int64_t num_s
             for (int64_t i = 0; i < line.length; ++i) acc[i] += term;
           }
         }
-        if (!direct) store_line(target, y_step, acc, line.length);
+      }
+      for (int64_t u = 0; !write_in_place && u < num_segments; ++u) {
+        store_line(dst + offset(ys, n * num_segments + u, line.channel, line.s), y_step,
+                   sums.data() + u * kLineLength, line.length);
       }
     });
   });
