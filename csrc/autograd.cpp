@@ -4,6 +4,8 @@
 // register_autograd, which the Triton ops in dsa_ops/ops.py keep: they are defined from Python and must
 // work without this library) costs about 50 us of host time per call, more than the kernels of a
 // late-stage layer take on a GPU.
+#include <ATen/ops/cat.h>
+#include <ATen/ops/zeros_like.h>
 #include <torch/autograd.h>
 #include <torch/library.h>
 

@@ -1,6 +1,6 @@
 #pragma once
 // Argument validation shared by every compiled op; messages name the argument and the allowed values.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace dsa_ops {
 

@@ -3,7 +3,8 @@
 // Linear(U -> aU, no bias) -> BatchNorm1d(aU) -> ReLU -> Linear(aU -> K, no bias) -> Softmax.
 // Each backend runs it as one pass over the rows per kernel table entry (see ops.h), on tensors in
 // the accumulation dtype (float32, or float64 for double inputs); the arithmetic is generator_rows.h.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include "generator_rows.h"
 

@@ -1,5 +1,6 @@
 #include "layout.h"
 
+#include <ATen/ops/empty.h>
 #include <optional>
 
 namespace dsa_ops {

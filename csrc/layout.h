@@ -1,7 +1,7 @@
 #pragma once
 // How the kernels see an input: a (rows, channels, S) plane with one stride per axis, where
 // rows = N*U, S = T*H*W (T = 1 for 4D inputs). Device-agnostic; used by every compiled backend.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 namespace dsa_ops {
 

@@ -1,6 +1,7 @@
 #include "ops.h"
 
 #include <ATen/DeviceGuard.h>
+#include <ATen/ops/cat.h>
 
 #include <vector>
 

@@ -3,7 +3,7 @@
 // later csrc/cuda) fills a SegmentKernels table and registers these functions for its dispatch key.
 // The ops validate their arguments, bring inputs into a readable layout and call the kernels; the
 // kernels see validated (rows, C, S) planes.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <optional>
 #include <tuple>

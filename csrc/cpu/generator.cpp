@@ -3,6 +3,7 @@
 // results do not depend on the thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
 
 #include "kernels.h"
 

@@ -1,6 +1,7 @@
 // Segment pooling on the CPU and its backward.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
 
 #include <array>
 #include <vector>

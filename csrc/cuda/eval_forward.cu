@@ -5,6 +5,7 @@
 // the block.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
 
 #include "kernels.h"
 #include "launch_mode.h"

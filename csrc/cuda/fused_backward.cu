@@ -7,6 +7,7 @@
 // over rows are added in another order than generator_backward's, so the two paths agree to rounding.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
 
 #include "aggregate.cuh"
 #include "fused_launch.h"

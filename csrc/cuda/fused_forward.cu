@@ -7,6 +7,7 @@
 // fixed-order sums (generator.cuh) and the same aggregation loops (aggregate.cuh).
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
 
 #include "aggregate.cuh"
 #include "fused_launch.h"

@@ -2,6 +2,7 @@
 // __syncthreads between passes (the generator's work is tiny; launches, not flops, are its cost). The
 // sums over rows are generator.cuh's, deterministic without atomics.
 #include <ATen/Dispatch.h>
+#include <ATen/ops/empty.h>
 
 #include "generator.cuh"
 #include "kernels.h"

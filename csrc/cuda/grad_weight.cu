@@ -1,6 +1,7 @@
 // The aggregation weights' gradient on CUDA: sum over U and S of grad_y[u] * x[u + k - P].
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
+#include <ATen/ops/empty.h>
 
 #include "kernels.h"
 #include "plane.cuh"

@@ -1,7 +1,7 @@
 #pragma once
 // Device-side helpers of the CUDA kernels: positions of the processed (video, channel, s) plane, plane
 // offsets, launch sizes, and a deterministic block reduction.
-#include <ATen/ATen.h>
+#include <ATen/core/Tensor.h>
 
 #include <algorithm>
 #include <limits>
