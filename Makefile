@@ -31,7 +31,7 @@ bench: install
 	$(PY) -m benchmarks.bench_dsa --out bench_results
 
 # The emulated CUDA kernels' tests under AddressSanitizer (tests/cuda_emulation.py): a kernel that reads or
-# writes outside a tensor's memory fails. On demand (about 10 minutes), not in CI.
+# writes outside a tensor's memory fails. On demand (13 minutes on 2 cores), not in CI.
 test-asan: install
 	DSA_OPS_EMULATION_ASAN=1 ASAN_OPTIONS=detect_leaks=0 \
 	LD_PRELOAD="$$($(CXX) -print-file-name=libasan.so) $$($(CXX) -print-file-name=libstdc++.so.6)" \
