@@ -4,7 +4,7 @@ import warnings
 import torch
 
 from . import ops, reference
-from ._validation import check_channels, check_input, check_kernel_size, check_parameter
+from ._validation import check_channels, check_input, check_parameter
 
 
 _GENERATOR_NAMES = ("generate.0.weight", "generate.1.weight", "generate.1.bias", "generate.1.running_mean",
@@ -14,8 +14,8 @@ _GENERATOR_NAMES = ("generate.0.weight", "generate.1.weight", "generate.1.bias",
 class DSAConv(reference.DSAReference):
     """Dynamic Segment Aggregation (DSANet, ACM MM 2021).
 
-    The reference module with validated arguments and a forward on the fused ops: the keywords of the
-    paper's released module, its attributes (U_segment, num_shift_channel, split_sizes) and state_dict
+    The reference module (its argument checks included) with a forward on the fused ops: the keywords of
+    the paper's released module, its attributes (U_segment, num_shift_channel, split_sizes) and state_dict
     keys (generate.0.weight, generate.1.*, generate.3.weight), so its checkpoints load unchanged.
     Input: (N*U, C, T, H, W) or (N*U, C, H, W).
 
@@ -28,23 +28,6 @@ class DSAConv(reference.DSAReference):
 
     def __init__(self, in_channels, insert_place="res_2", U_segment=4, kernel_size=3, stride=1, padding=1,
                  alpha=2, split_ratio=1 / 8, with_identity=False, backend="auto", inplace=False):
-        if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
-        if not isinstance(U_segment, int) or U_segment < 1:
-            raise ValueError(f"U_segment must be an int >= 1, got {U_segment!r}")
-        check_kernel_size(kernel_size, "kernel_size")
-        if stride != 1:
-            raise ValueError(f"stride must be 1 (the output keeps U={U_segment} segments), got {stride!r}")
-        if padding != (kernel_size - 1) // 2:
-            raise ValueError(f"padding must be (kernel_size - 1) / 2 = {(kernel_size - 1) // 2} for "
-                             f"kernel_size={kernel_size} (the output keeps U segments), got {padding!r}")
-        if not isinstance(alpha, int) or alpha < 1:
-            raise ValueError(f"alpha must be an int >= 1, got {alpha!r}")
-        if not 0 < split_ratio <= 1:
-            raise ValueError(f"split_ratio must be in (0, 1], got {split_ratio!r}")
-        if int(in_channels * split_ratio) < 1:
-            raise ValueError(f"split_ratio must leave at least one processed channel: int(in_channels * split_ratio)"
-                             f" = int({in_channels} * {split_ratio}) = 0; use split_ratio >= {1 / in_channels:.4g}")
         if backend not in ops.BACKENDS:
             raise ValueError(f"backend must be one of {ops.BACKENDS}, got {backend!r}")
         super().__init__(in_channels, insert_place, U_segment, kernel_size, stride, padding, alpha, split_ratio,

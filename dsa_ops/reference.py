@@ -74,11 +74,36 @@ def make_generator(num_segments, kernel_size=3, alpha=2):
     )
 
 
+def check_arguments(in_channels, U_segment, kernel_size, stride, padding, alpha, split_ratio):
+    """Raises ValueError, naming the argument and the values it may take, unless the module's arguments
+    describe a DSA that keeps its input's shape with at least one processed channel."""
+    if not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
+    if not isinstance(U_segment, int) or U_segment < 1:
+        raise ValueError(f"U_segment must be an int >= 1, got {U_segment!r}")
+    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be an odd int >= 1, got {kernel_size!r}")
+    if stride != 1:
+        raise ValueError(f"stride must be 1 (the output keeps U={U_segment} segments), got {stride!r}")
+    if padding != (kernel_size - 1) // 2:
+        raise ValueError(f"padding must be (kernel_size - 1) / 2 = {(kernel_size - 1) // 2} for "
+                         f"kernel_size={kernel_size} (the output keeps U segments), got {padding!r}")
+    if not isinstance(alpha, int) or alpha < 1:
+        raise ValueError(f"alpha must be an int >= 1, got {alpha!r}")
+    if not 0 < split_ratio <= 1:
+        raise ValueError(f"split_ratio must be in (0, 1], got {split_ratio!r}")
+    if int(in_channels * split_ratio) < 1:
+        raise ValueError(f"split_ratio must leave at least one processed channel: int(in_channels * split_ratio)"
+                         f" = int({in_channels} * {split_ratio}) = 0; use split_ratio >= {1 / in_channels:.4g}")
+
+
 class DSAReference(nn.Module):
-    """The paper's module in eager PyTorch: same constructor keywords, attributes and state_dict keys."""
+    """The paper's module in eager PyTorch: same constructor keywords, attributes and state_dict keys.
+    Arguments outside the ranges check_arguments allows raise ValueError."""
 
     def __init__(self, in_channels, insert_place="res_2", U_segment=4, kernel_size=3, stride=1, padding=1,
                  alpha=2, split_ratio=1 / 8, with_identity=False):
+        check_arguments(in_channels, U_segment, kernel_size, stride, padding, alpha, split_ratio)
         super().__init__()
         self.in_channels = in_channels
         self.insert_place = insert_place

@@ -83,6 +83,7 @@ def test_unfused_providers_time_the_training_and_inplace_modes_with_the_generato
 
     monkeypatch.setattr(cli, "check_agrees", check)
     monkeypatch.setattr(cli, "timed", timed)
+    monkeypatch.setattr(cli, "provider_problem", lambda provider, device: None)  # cuda-unfused on the CPU
     cli.main(["--device", "cpu", "--preset", "quick", "--providers", "triton,triton-unfused,cuda-unfused", "--modes",
               "fwd,inference,inplace", "--out", str(tmp_path)])
     with open(tmp_path / "bench.csv") as f:
@@ -129,11 +130,42 @@ def test_warm_up_only_runs_each_row_once_neither_checked_nor_timed(tmp_path, mon
     (["--providers", "gpu"], "unknown providers"),
     (["--modes", "sideways"], "unknown modes"),
     (["--shape", "2,4,16"], "--shape must be N,U,C,T,H,W or N,U,C,H,W"),
+    (["--shape", "2,4,16,5,5", "--split", "0"],
+     "--shape 2,4,16,5,5 --split 0 --kernel-size 3: split_ratio must be in (0, 1]"),
+    (["--shape", "2,4,16,5,5", "--split", "0.01"], "split_ratio must leave at least one processed channel"),
+    (["--shape", "2,4,16,5,5", "--kernel-size", "4"], "kernel_size must be an odd int >= 1, got 4"),
+    (["--shape", "1,4,16,5,5", "--split", "0.0625"], "the training modes need N*C' >= 2 (video, channel) rows"),
+    (["--min-time", "0"], "--min-time must be > 0 seconds, got 0.0"),
+    (["--device", "gpu"], "--device must be cpu, cuda or cuda:INDEX, got 'gpu'"),
+    (["--device", "meta"], "--device must be cpu, cuda or cuda:INDEX, got 'meta'"),
+    (["--providers", "cuda-unfused"], "provider 'cuda-unfused' cannot run with --device cpu: the cuda backend runs on "
+                                      "cuda tensors"),
 ])
 def test_bad_arguments(capsys, argv, message):
     with pytest.raises(SystemExit):
         cli.parse_args(["--device", "cpu", *argv])
     assert message in capsys.readouterr().err
+
+
+def test_a_training_shape_too_small_for_batch_norm_may_run_in_eval():
+    args = cli.parse_args(["--device", "cpu", "--shape", "1,4,16,5,5", "--split", "0.0625", "--modes", "inference"])
+    assert [(case.videos, case.channels, case.split) for case in args.cases] == [(1, 16, 0.0625)]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no GPU is visible")
+@pytest.mark.parametrize("device", ["cuda", "cuda:1"])
+def test_a_cuda_device_where_none_is_visible(capsys, device):
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--device", device])
+    assert f"--device {device}: no CUDA device is visible" in capsys.readouterr().err
+
+
+def test_a_provider_whose_backend_is_unavailable(capsys, monkeypatch):
+    monkeypatch.setattr(cli, "backend_status", lambda: {"cpu": "the extension was not built", "cuda": "x",
+                                                        "triton": "x", "reference": None})
+    with pytest.raises(SystemExit):
+        cli.parse_args(["--device", "cpu", "--providers", "cpu"])
+    assert "provider 'cpu' cannot run with --device cpu: the extension was not built" in capsys.readouterr().err
 
 
 def test_custom_shape_and_sweep_cases():

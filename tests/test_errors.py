@@ -19,11 +19,17 @@ BACKENDS = ["reference", *KERNEL_BACKENDS]
     (dict(split_ratio=1.5), r"split_ratio must be in \(0, 1\]"),
     (dict(U_segment=0), "U_segment must be an int >= 1"),
     (dict(alpha=0), "alpha must be an int >= 1"),
-    (dict(backend="tpu"), "backend must be one of"),
+    (dict(in_channels=0), "in_channels must be an int >= 1"),
 ])
-def test_constructor_rejects(kwargs, match):
+@pytest.mark.parametrize("module", [dsa_ops.DSAConv, dsa_ops.DSAReference])
+def test_constructor_rejects(module, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        dsa_ops.DSAConv(16, **kwargs)
+        module(**{"in_channels": 16, **kwargs})
+
+
+def test_constructor_rejects_backend():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        dsa_ops.DSAConv(16, backend="tpu")
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

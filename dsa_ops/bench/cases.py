@@ -2,6 +2,8 @@
 or one given on the command line."""
 from dataclasses import dataclass, replace
 
+from ..reference import check_arguments
+
 
 @dataclass(frozen=True)
 class Case:
@@ -53,11 +55,16 @@ PRESETS = {"paper": paper, "sweep": sweep, "quick": quick}
 
 
 def parse_shape(text, split, kernel_size):
-    """A Case from "N,U,C,T,H,W" or "N,U,C,H,W"."""
+    """A Case from "N,U,C,T,H,W" or "N,U,C,H,W", its split and K checked as the module checks them."""
     try:
         dims = tuple(int(d) for d in text.split(","))
     except ValueError:
         dims = ()
     if len(dims) not in (5, 6) or min(dims) < 1:
         raise ValueError(f"--shape must be N,U,C,T,H,W or N,U,C,H,W with positive ints, got {text!r}")
-    return Case("custom", dims[0], dims[1], dims[2], dims[3:], split, kernel_size)
+    case = Case("custom", dims[0], dims[1], dims[2], dims[3:], split, kernel_size)
+    try:
+        check_arguments(case.channels, case.segments, kernel_size, 1, (kernel_size - 1) // 2, 2, split)
+    except ValueError as error:
+        raise ValueError(f"--shape {text} --split {split:g} --kernel-size {kernel_size}: {error}") from None
+    return case

@@ -24,8 +24,8 @@ import torch
 from .. import backend_status, ops
 from . import cases as case_sets
 from . import report
-from .providers import BACKENDS, MODES, PROVIDERS, build_module, check_agrees, floor_bytes, input_copies, make_step, \
-    provider_settings, random_state, runs_mode
+from .providers import BACKENDS, MODES, PROVIDERS, TRAINING_MODES, UNFUSED, build_module, check_agrees, floor_bytes, \
+    input_copies, make_step, provider_settings, random_state, runs_mode
 from .timing import device_work, measure, peak_memory, without, work_totals
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -121,7 +121,12 @@ def parse_args(argv):
     parser.add_argument("--warm-up-only", action="store_true",
                         help="run each row once, untimed: fills Triton's kernel cache for a later timed run")
     args = parser.parse_args(argv)
-    args.device = torch.device(args.device)
+    try:
+        args.device = usable_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
+    if not args.min_time > 0:
+        parser.error(f"--min-time must be > 0 seconds, got {args.min_time}")
     args.dtypes = [d for d in args.dtypes.split(",") if d]
     args.providers = [p for p in args.providers.split(",") if p] if args.providers else default_providers(args.device)
     args.modes = [m for m in args.modes.split(",") if m]
@@ -130,6 +135,10 @@ def parse_args(argv):
         unknown = sorted(set(given) - set(allowed))
         if unknown:
             parser.error(f"unknown {name} {unknown}; choose from {allowed}")
+    for provider in args.providers:
+        problem = provider_problem(provider, args.device)
+        if problem:
+            parser.error(f"provider {provider!r} cannot run with --device {args.device}: {problem}")
     if "clone" not in args.providers:
         args.providers.insert(0, "clone")  # the yardstick every ratio needs
     try:
@@ -137,7 +146,40 @@ def parse_args(argv):
                       else case_sets.PRESETS[args.preset](args.device))
     except ValueError as error:
         parser.error(str(error))
+    for case in args.cases if set(args.modes) & set(TRAINING_MODES) else ():
+        rows = case.videos * int(case.channels * case.split)
+        if rows < 2:
+            parser.error(f"the training modes need N*C' >= 2 (video, channel) rows for the generator's BatchNorm; "
+                         f"{case.label()} has {rows}: more videos, a larger --split, or --modes inference")
     return args
+
+
+def usable_device(name):
+    """torch.device(name) for a CPU or a visible GPU, else ValueError saying why not."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device must be cpu, cuda or cuda:INDEX, got {name!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"--device must be cpu, cuda or cuda:INDEX, got {name!r}")
+    if device.type == "cuda":
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if visible == 0:
+            raise ValueError(f"--device {name}: no CUDA device is visible (torch.cuda.is_available() is False); "
+                             "use --device cpu")
+        if device.index is not None and device.index >= visible:
+            raise ValueError(f"--device {name}: the index must be in [0, {visible - 1}] ({visible} visible)")
+    return device
+
+
+def provider_problem(provider, device):
+    """Why a provider cannot run on the device, or None where it can."""
+    backend = UNFUSED.get(provider, provider)
+    if backend not in BACKENDS:
+        return None
+    if ops._device_of_backend(backend) != device.type:
+        return f"the {backend} backend runs on {ops._device_of_backend(backend)} tensors"
+    return backend_status()[backend]
 
 
 def main(argv=None):
