@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import dsa_ops
+from dsa_ops.bench.cli import usable_device
 from dsa_ops.bench.timing import measure
 from dsa_ops.models import i3d_resnet50, tsm_resnet50
 
@@ -51,7 +52,7 @@ def steps(model, clips, labels, device, dtype):
 
 
 def run(args):
-    device = torch.device(args.device)
+    device = args.device
     results = []
     for arch in args.archs:
         for dtype_name in args.dtypes:
@@ -100,13 +101,22 @@ def parse_args(argv=None):
     parser.add_argument("--videos", type=int)
     parser.add_argument("--width", type=int)
     parser.add_argument("--size", type=int)
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--frames", type=int)
     parser.add_argument("--min-time", type=float, default=1.0, help="seconds of timed steps per row")
     args = parser.parse_args(argv)
-    gpu = args.device.startswith("cuda")
-    args.videos = args.videos or (4 if gpu else 2)
-    args.width = args.width or (64 if gpu else 8)
-    args.size = args.size or (224 if gpu else 32)
+    try:
+        args.device = usable_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
+    gpu = args.device.type == "cuda"
+    for name, default in (("videos", 4 if gpu else 2), ("width", 64 if gpu else 8), ("size", 224 if gpu else 32),
+                          ("frames", 8)):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name} must be an int >= 1, got {value}")
+        setattr(args, name, default if value is None else value)
+    if not args.min_time > 0:
+        parser.error(f"--min-time must be > 0 seconds, got {args.min_time}")
     args.archs = [a for a in args.archs.split(",") if a]
     args.dtypes = [d for d in args.dtypes.split(",") if d]
     unknown = sorted(set(args.archs) - {"i3d", "tsm"}) + sorted(set(args.dtypes) - {"float32", "bfloat16"})
@@ -117,7 +127,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    device_name = torch.cuda.get_device_name(args.device) if args.device.type == "cuda" else "CPU"
     print(f"dsa_ops {dsa_ops.__version__}, torch {torch.__version__}, {device_name}; {args.videos} videos, width "
           f"{args.width}, {args.size}^2{', channels_last' if args.channels_last else ''}")
     print(table(run(args)))

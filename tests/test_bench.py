@@ -189,6 +189,28 @@ def test_model_benchmark_runs_every_variant(capsys):
     assert all(r[5].endswith("%") for r in rows if r[2] != "none")
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--videos", "0"], "--videos must be an int >= 1, got 0"),
+    (["--frames", "-1"], "--frames must be an int >= 1, got -1"),
+    (["--min-time", "0"], "--min-time must be > 0 seconds, got 0.0"),
+    (["--device", "gpu"], "--device must be cpu, cuda or cuda:INDEX, got 'gpu'"),
+    (["--archs", "c3d"], "unknown archs/dtypes ['c3d']"),
+])
+def test_model_benchmark_bad_arguments(capsys, argv, message):
+    from benchmarks import bench_model
+
+    with pytest.raises(SystemExit):
+        bench_model.parse_args(["--device", "cpu", *argv])
+    assert message in capsys.readouterr().err
+
+
+def test_model_benchmark_defaults_on_the_cpu():
+    from benchmarks import bench_model
+
+    args = bench_model.parse_args(["--device", "cpu", "--videos", "3"])
+    assert (args.device, args.videos, args.width, args.size, args.frames) == (torch.device("cpu"), 3, 8, 32, 8)
+
+
 def test_kernel_breakdown_per_call_backward_alone_and_rows():
     """The GPU's per-kernel view, from profiler events (name, seconds) of two calls: names shortened,
     per call, the forward's kernels taken off a backward-only timing, kernels.csv rows longest first."""
