@@ -134,6 +134,25 @@ def test_builders_train_on_tiny_inputs(rng, builder, clip):
     assert torch.equal(model(x), model(x.flatten(0, 1)))
     with pytest.raises(ValueError, match="clips must be"):
         model(x[:, :3].flatten(0, 1))
+    with pytest.raises(ValueError, match="clips must be"):  # U wrong, though N*U is a multiple of it
+        model(x.view(4, clip[1] // 2, *clip[2:]))
+    with pytest.raises(ValueError, match="clips must be"):  # 4 colour channels
+        model(torch.cat([x, x[:, :, :1]], dim=2))
+
+
+@pytest.mark.parametrize("builder", [models.i3d_resnet50, models.tsm_resnet50])
+@pytest.mark.parametrize("kwargs, match", [(dict(num_segments=0), "num_segments must be an int >= 1, got 0"),
+                                           (dict(width=0), "width must be an int >= 1, got 0")])
+def test_builders_reject_arguments(builder, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        builder(5, **{"width": 8, **kwargs})
+
+
+def test_temporal_shift_rejects_shift_div():
+    with pytest.raises(ValueError, match="shift_div must be an int >= 1"):
+        models.tsm_resnet50(5, width=8, shift_div=0)
+    with pytest.raises(ValueError, match="shift_div must be an int >= 1"):
+        models.temporal_shift(torch.randn(8, 4, 2, 2), 4, shift_div=0)
 
 
 def save_2d_resnet(path, rng):

@@ -52,6 +52,9 @@ class VideoResNet(nn.Module):
 
     def __init__(self, dims, num_classes, num_segments, layers=(3, 4, 6, 3), width=64, inflate_freq=0,
                  dropout=0.5):
+        for name, value in (("num_segments", num_segments), ("width", width)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         super().__init__()
         self.dims, self.num_segments = dims, num_segments
         conv, norm = (nn.Conv3d, nn.BatchNorm3d) if dims == 3 else (nn.Conv2d, nn.BatchNorm2d)
@@ -80,9 +83,9 @@ class VideoResNet(nn.Module):
 
     def forward(self, clips):
         sample_dims = 1 + self.dims  # (3, [T,] H, W)
-        if clips.dim() == sample_dims + 2:
+        if clips.dim() == sample_dims + 2 and clips.shape[1] == self.num_segments:
             clips = clips.flatten(0, 1)
-        if clips.dim() != sample_dims + 1 or clips.shape[0] % self.num_segments:
+        if clips.dim() != sample_dims + 1 or clips.shape[0] % self.num_segments or clips.shape[1] != 3:
             raise ValueError(f"clips must be (N, U={self.num_segments}, 3, {'T, ' if self.dims == 3 else ''}H, W) "
                              f"or (N*U, 3, ...), got {tuple(clips.shape)}")
         x = self.maxpool(self.relu(self.bn1(self.conv1(clips))))
