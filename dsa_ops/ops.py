@@ -352,11 +352,13 @@ def _ops_with_prefix(prefix):
 
 def _without_autocast(body):
     """body run with autocast off on its input's device, as the compiled ops run: an op keeps its own
-    dtypes (accumulation in float32, float64 for double) whatever autocast region calls it."""
+    dtypes (accumulation in float32, float64 for double) whatever autocast region calls it. Devices
+    without autocast (meta) run body as it is."""
     @functools.wraps(body)
     def run(*args):
         device_type = args[0].device.type
-        if not torch.is_autocast_enabled(device_type):  # entering the context costs microseconds
+        # entering the context costs microseconds; asking a device without autocast whether it is on raises
+        if not torch.amp.is_autocast_available(device_type) or not torch.is_autocast_enabled(device_type):
             return body(*args)
         with torch.autocast(device_type, enabled=False):
             return body(*args)

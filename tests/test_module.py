@@ -117,3 +117,19 @@ def test_a_bfloat16_module_keeps_bfloat16_running_stats(rng, backend):
     assert bn.running_mean.dtype == bn.running_var.dtype == torch.bfloat16
     for name, buffer_ref in reference.generate[1].named_buffers():
         assert_close(bn.get_buffer(name), buffer_ref, torch.bfloat16)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+def test_meta_tensors_give_shapes_without_data(memory_format):
+    """Shape inference and deferred initialisation on the meta device: "auto" takes the reference there,
+    in training (backward included), eval and in place, and the running statistics stay on meta."""
+    module = dsa_ops.DSAConv(16, split_ratio=1 / 4).to("meta")
+    x = torch.empty(8, 16, 2, 3, 5, device="meta").to(memory_format=memory_format).requires_grad_()
+    y = module(x)
+    y.sum().backward()
+    assert (y.shape, y.device, x.grad.shape) == (x.shape, x.device, x.shape)
+    assert module.generate[0].weight.grad.device.type == "meta"
+    assert module.generate[1].running_mean.device.type == "meta"
+    assert module.eval()(x.detach()).shape == x.shape
+    with torch.no_grad():
+        assert dsa_ops.DSAConv(16, inplace=True).to("meta").eval()(x.detach()).shape == x.shape
