@@ -4,7 +4,8 @@
 
 namespace dsa_ops {
 
-// x: a 4D (N*U, C, H, W) or 5D (N*U, C, T, H, W) floating tensor whose batch is a multiple of U.
+// x: a 4D (N*U, C, H, W) or 5D (N*U, C, T, H, W) floating tensor with T*H*W >= 1, whose batch is a
+// multiple of U.
 void check_input(const at::Tensor& x, int64_t num_segments);
 
 // channels: the processed channel count C', 1 <= C' <= C.

@@ -14,6 +14,9 @@ def check_input(x, num_segments, name="x"):
         raise ValueError(f"{name} must be 4D (N*U, C, H, W) or 5D (N*U, C, T, H, W), got {x.dim()}D")
     if x.dtype not in FLOAT_DTYPES:
         raise ValueError(f"{name} must be float32, float64, float16 or bfloat16, got {x.dtype}")
+    if 0 in x.shape[2:]:
+        raise ValueError(f"{name} must have at least one position to pool over (T*H*W >= 1), "
+                         f"got shape {tuple(x.shape)}")
     check_num_segments(num_segments)
     if x.shape[0] % num_segments != 0:
         raise ValueError(f"{name}.size(0) must be a multiple of num_segments (U={num_segments}), got {x.shape[0]}")
@@ -35,6 +38,8 @@ def check_kernel_size(kernel_size, name="kernel_size (K)"):
 
 
 def check_aggregate_weight(weight, x, num_segments):
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
     if weight.dim() != 3:
         raise ValueError(f"weight must be 3D (N, C', K), got {weight.dim()}D")
     if weight.dtype not in FLOAT_DTYPES:

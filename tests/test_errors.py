@@ -38,6 +38,7 @@ def test_constructor_rejects_backend():
     (lambda: torch.randn(8, 16, 1, 1, 5, 5), ValueError, "got 6D"),
     (lambda: torch.randn(6, 16, 5, 5), ValueError, r"x.size\(0\) must be a multiple of num_segments \(U=4\), got 6"),
     (lambda: torch.randint(0, 5, (8, 16, 5, 5)), ValueError, "x must be float32, float64, float16 or bfloat16"),
+    (lambda: torch.randn(8, 16, 0, 5, 5), ValueError, r"x must have at least one position to pool over \(T\*H"),
     (lambda: torch.randn(8, 12, 5, 5), ValueError, r"x.size\(1\) must equal in_channels=16, got 12"),
     (lambda: torch.randn(4, 16, 5, 5), ValueError, "training needs more than one"),
     (lambda: torch.randn(8, 16, 5, 5, dtype=torch.float64), ValueError,
@@ -74,6 +75,14 @@ def test_functions_reject_bad_arguments(backend):
         dsa_ops.segment_pool(x, 0, 2, backend=backend)
     with pytest.raises(ValueError, match="weight must be a floating dtype"):
         dsa_ops.dsa_aggregate(x, torch.ones(2, 4, 3, dtype=torch.int64, device=x.device), 4, backend=backend)
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor, got list"):
+        dsa_ops.dsa_aggregate(x, [[[1.0]]], 4, backend=backend)
+    empty_plane = x[:, :, :0]
+    with pytest.raises(ValueError, match=r"x must have at least one position to pool over \(T\*H\*W >= 1\), "
+                                         r"got shape \(8, 8, 0, 3\)"):
+        dsa_ops.dsa_aggregate(empty_plane, torch.rand(2, 4, 3, device=x.device), 4, backend=backend)
+    with pytest.raises(ValueError, match="x must have at least one position to pool over"):
+        dsa_ops.segment_pool(empty_plane, 4, 2, backend=backend)
 
 
 @pytest.mark.parametrize("backend", [p for p in KERNEL_BACKENDS if p.values[0] != "triton"])
@@ -92,6 +101,9 @@ def test_raw_ops_validate_too(backend):
             ops.aggregate(x, torch.rand(2, 4, 2), 4, False)
         with pytest.raises(ValueError, match="x must be float32, float64, float16 or bfloat16"):
             ops.aggregate(x.int(), torch.rand(2, 4, 3), 4, False)
+        with pytest.raises(ValueError, match=r"x must have at least one position to pool over \(T\*H\*W >= 1\), "
+                                             r"got shape \[8, 8, 3, 0\]"):
+            ops.segment_pool(x[..., :0], 4, 2)
         with pytest.raises(ValueError, match=r"grad_y must have x's shape"):
             ops.aggregate_grad_weight(torch.randn(8, 8, 3, 2), x, 4, 4, 3)
         with pytest.raises(ValueError, match=r"second_weight \(generate.3.weight\) must be 2D"):
