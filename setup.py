@@ -107,6 +107,13 @@ def string_macro(name, text):
 TORCH_MACRO = string_macro("DSA_OPS_TORCH_VERSION", torch.__version__)
 
 
+def cuda_codes():
+    """What the CUDA build puts in the library, as torch's build derives it from TORCH_CUDA_ARCH_LIST (or
+    the visible GPUs): sm_XY (machine code) and compute_XY (PTX) names. dsa_ops checks them against the
+    GPUs at run time (dsa_ops/ops.py)."""
+    return sorted({re.search(r",code=(\w+)", flag).group(1) for flag in cpp_extension._get_cuda_arch_flags()})
+
+
 def cpu_extension(reason):
     """The CPU kernels alone; the reason the CUDA kernels are not built becomes dsa_ops._C.cuda_not_built."""
     print(f"dsa_ops: building the CPU kernels only ({reason})")
@@ -121,12 +128,14 @@ def extension():
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCHS
         print(f"dsa_ops: building CPU + CUDA kernels for TORCH_CUDA_ARCH_LIST={os.environ['TORCH_CUDA_ARCH_LIST']}")
+        codes = cuda_codes()
+        architectures = [string_macro("DSA_OPS_CUDA_ARCHITECTURES", " ".join(codes))] if codes else []
         return cpp_extension.CUDAExtension(
             "dsa_ops._C",
             CPP_SOURCES + CUDA_SOURCES,
             include_dirs=wheel_cuda_include_dirs(),
             define_macros=[CUDA_MACRO],
-            extra_compile_args={"cxx": [*CXX_FLAGS, TORCH_MACRO], "nvcc": ["-O3", "-lineinfo"]},
+            extra_compile_args={"cxx": [*CXX_FLAGS, TORCH_MACRO, *architectures], "nvcc": ["-O3", "-lineinfo"]},
             extra_link_args=["-fopenmp"],
         )
     if env_flag("DSA_OPS_FORCE_CUDA"):

@@ -1,6 +1,7 @@
 // The dsa_ops operator schemas, and the Python module stub that loads them (import dsa_ops._C), which
-// holds the torch version built against (`torch_version`) and, in a build without the CUDA kernels, the
-// reason (`cuda_not_built`).
+// holds the torch version built against (`torch_version`), the GPU architectures the CUDA kernels were
+// built for (`cuda_architectures`, e.g. "compute_90 sm_80 sm_90") and, in a build without the CUDA
+// kernels, the reason (`cuda_not_built`).
 #include <Python.h>
 #include <torch/library.h>
 
@@ -15,6 +16,10 @@ PyObject* PyInit__C(void) {
   };
   static const unsigned char torch_version[] = {DSA_OPS_TORCH_VERSION, 0};  // the torch built against
   bool added = add_string("torch_version", torch_version);
+#ifdef DSA_OPS_CUDA_ARCHITECTURES
+  static const unsigned char cuda_architectures[] = {DSA_OPS_CUDA_ARCHITECTURES, 0};
+  added = added && add_string("cuda_architectures", cuda_architectures);
+#endif
 #ifdef DSA_OPS_CUDA_NOT_BUILT
   static const unsigned char cuda_not_built[] = {DSA_OPS_CUDA_NOT_BUILT, 0};  // why no CUDA kernels
   added = added && add_string("cuda_not_built", cuda_not_built);

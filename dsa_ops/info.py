@@ -30,13 +30,23 @@ def _triton_version():
         return f"import failed ({type(error).__name__}: {error})"
 
 
+def _extension():
+    if EXTENSION_ERROR is not None:
+        return "not usable: " + EXTENSION_ERROR
+    from . import _C
+
+    if hasattr(_C, "cuda_not_built"):
+        return "loaded, CPU kernels only"
+    return f"loaded, CPU and CUDA kernels ({getattr(_C, 'cuda_architectures', '') or 'architectures not recorded'})"
+
+
 def report():
     lines = [
         f"dsa_ops:          {__version__}",
         f"python:           {platform.python_version()} ({sys.executable})",
         f"torch:            {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
         f"triton:           {_triton_version()}",
-        f"compiled ext:     {'loaded' if EXTENSION_ERROR is None else 'not usable: ' + EXTENSION_ERROR}",
+        f"compiled ext:     {_extension()}",
     ]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):

@@ -103,7 +103,51 @@ def _has_kernel(op, dispatch_key):
 
 def backend_status():
     """{backend: None if usable here, else the reason it is not}."""
-    return dict(_backend_status(os.environ.get("TRITON_INTERPRET") == "1"))
+    return _status_for("cuda")
+
+
+def _status_for(device_type):
+    """backend_status() as a call on a device_type tensor needs it: the GPUs' architectures, whose reading
+    initialises CUDA, are checked against the CUDA kernels' only for CUDA tensors (and backend_status())."""
+    status = dict(_backend_status(os.environ.get("TRITON_INTERPRET") == "1"))
+    if device_type == "cuda" and status["cuda"] is None:
+        status["cuda"] = _cuda_architecture_problem()
+    return status
+
+
+def runs_on(codes, capability):
+    """Whether a GPU of compute capability (major, minor) runs a build holding codes (sm_XY machine code:
+    same major, minor <= the GPU's; compute_XY PTX: XY <= the GPU's, compiled by the driver); an
+    architecture-specific code (sm_90a) runs on its own capability only."""
+    for code in codes:
+        kind, _, number = code.partition("_")
+        digits = number.rstrip("af")
+        built = (int(digits[:-1]), int(digits[-1]))
+        if digits != number:
+            fits = built == capability
+        elif kind == "sm":
+            fits = built[0] == capability[0] and built[1] <= capability[1]
+        else:
+            fits = built <= capability
+        if fits:
+            return True
+    return False
+
+
+@functools.cache
+def _cuda_architecture_problem():
+    """Why the CUDA kernels cannot run on a visible GPU (built for other architectures), or None."""
+    built = getattr(_C, "cuda_architectures", "")
+    if not built:  # an older build: not recorded
+        return None
+    for index in range(torch.cuda.device_count()):
+        capability = torch.cuda.get_device_capability(index)
+        if not runs_on(built.split(), capability):
+            major, minor = capability
+            return (f"its CUDA kernels were built for {built}, which GPU {index} "
+                    f"({torch.cuda.get_device_name(index)}, sm_{major}{minor}) cannot run: rebuild with "
+                    f"TORCH_CUDA_ARCH_LIST={major}.{minor} pip install --no-build-isolation .")
+    return None
 
 
 @functools.cache
@@ -142,7 +186,7 @@ def resolve_backend(requested, device_type):
         requested = os.environ.get(ENV_BACKEND, "auto") or "auto"
         if requested not in BACKENDS:
             raise ValueError(f"${ENV_BACKEND} must be one of {BACKENDS}, got {requested!r}")
-    status = backend_status()
+    status = _status_for(device_type)
     if requested != "auto":
         wanted_device = _device_of_backend(requested) or device_type
         if wanted_device != device_type:
