@@ -13,7 +13,8 @@ from .ops import EXTENSION_ERROR, backend_status
 # The environment variables that change what runs, with what they mean when unset.
 SETTINGS = {
     "DSA_OPS_BACKEND": "auto: the compiled kernel for the device, else the next usable backend",
-    "DSA_OPS_EVAL_ONE_LAUNCH": "auto: the one-launch eval forward where its grid fills the GPU",
+    "DSA_OPS_EVAL_ONE_LAUNCH": "auto: the one-launch eval forward where its grid fills the GPU; on the CPU "
+                               "its one pass over x wherever x's planes are unit-stride",
     "DSA_OPS_FUSED_GENERATOR": "auto: on CUDA and Triton, the generator (forward and backward) in the "
                                "aggregation kernel's prologue for up to 1024 (video, channel) rows",
 }

@@ -262,3 +262,37 @@ def test_cpu_peak_memory_is_measured_per_call():
     for _ in range(2):
         assert size * 0.95 < timing.peak_memory(allocate, torch.device("cpu")) < size * 1.25
     assert timing.peak_memory(lambda: None, torch.device("cpu")) < 4 << 20
+
+
+def test_compare_settings_alternates_the_values_and_restores_the_setting(capsys, monkeypatch):
+    from benchmarks import compare_settings
+
+    monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", "auto")
+    seen = []
+    timed = compare_settings.round_seconds
+
+    def round_seconds(step, calls, device):
+        seen.append(os.environ["DSA_OPS_EVAL_ONE_LAUNCH"] if step.__name__ == "module_step" else "clone")
+        return timed(step, calls, device)
+
+    monkeypatch.setattr(compare_settings, "round_seconds", round_seconds)
+    compare_settings.main(["--setting", "DSA_OPS_EVAL_ONE_LAUNCH", "--values", "never,always", "--device", "cpu",
+                           "--rounds", "2", "--calls", "1"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 + 6 and all("never " in line and "always " in line for line in lines[1:])
+    assert seen == ["clone", "never", "always"] * 2 * 6
+    assert os.environ["DSA_OPS_EVAL_ONE_LAUNCH"] == "auto"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--setting", "OMP_NUM_THREADS", "--values", "1,2"], "--setting must be a DSA_OPS_* variable"),
+    (["--setting", "DSA_OPS_EVAL_ONE_LAUNCH", "--values", "never"], "--values needs two values or more"),
+    (["--setting", "DSA_OPS_EVAL_ONE_LAUNCH", "--values", "never,always", "--rounds", "0"],
+     "--rounds must be an int >= 1, got 0"),
+])
+def test_compare_settings_bad_arguments(capsys, argv, message):
+    from benchmarks import compare_settings
+
+    with pytest.raises(SystemExit):
+        compare_settings.main(["--device", "cpu", *argv])
+    assert message in capsys.readouterr().err

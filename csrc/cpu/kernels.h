@@ -1,8 +1,9 @@
 #pragma once
-// The CPU kernel table (see ../ops.h for what each entry computes). No one-launch eval forward, out of
-// place or in place, and no fused forward or backward: on the CPU the ops compose the other kernels.
+// The CPU kernel table (see ../ops.h for what each entry computes): the eval forward in one pass over x,
+// out of place and in place (eval_forward.cpp); no fused training forward or backward: there the ops
+// compose the other kernels.
 #include "../kernel_table.h"
 
 namespace dsa_ops::cpu {
-DSA_OPS_DECLARE_KERNEL_TABLE(nullptr, nullptr, nullptr, nullptr, nullptr)
+DSA_OPS_DECLARE_KERNEL_TABLE(eval_forward, eval_forward_inplace, nullptr, nullptr, nullptr)
 }  // namespace dsa_ops::cpu

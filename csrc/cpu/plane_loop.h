@@ -165,6 +165,15 @@ inline acc_t fold_sum(acc_t* v, int64_t n) {
   return v[0];
 }
 
+// The sum of the n values of a unit-stride plane, in add_lane_sums' lanes folded by fold_sum: pooling's
+// order, which the eval forward shares (the two paths pool to the same bits).
+template <typename acc_t, typename scalar_t>
+inline acc_t plane_sum(const scalar_t* plane, int64_t n) {
+  acc_t lanes[kLanes] = {};
+  add_lane_sums(lanes, n, [&](int64_t i) { return static_cast<acc_t>(plane[i]); });
+  return fold_sum(lanes, kLanes);
+}
+
 // (N, C', K) -> (N, K, C'): per-channel weights contiguous along the channels, for lines along them.
 inline at::Tensor weights_by_tap(const at::Tensor& weight) { return weight.transpose(1, 2).contiguous(); }
 

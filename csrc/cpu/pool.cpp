@@ -42,9 +42,7 @@ at::Tensor pool(const at::Tensor& x, int64_t num_segments, int64_t channels) {
       for (int64_t c = c0; c < c1; ++c) {
         for (int64_t u = 0; u < num_segments; ++u) {
           const scalar_t* plane = src + offset(xs, n * num_segments + u, c, 0);
-          acc_t lanes[kLanes] = {};
-          add_lane_sums(lanes, spatial, [&](int64_t i) { return static_cast<acc_t>(plane[i]); });
-          dst[(n * channels + c) * num_segments + u] = fold_sum(lanes, kLanes) * scale;
+          dst[(n * channels + c) * num_segments + u] = plane_sum<acc_t>(plane, spatial) * scale;
         }
       }
     });

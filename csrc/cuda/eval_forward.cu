@@ -8,7 +8,7 @@
 #include <ATen/ops/empty.h>
 
 #include "kernels.h"
-#include "launch_mode.h"
+#include "../launch_mode.h"
 #include "plane.cuh"
 
 namespace dsa_ops::cuda {

@@ -1,7 +1,7 @@
 #pragma once
 // When and how the fused kernels run (fused_forward.cu, fused_backward.cu): each of their blocks repeats
 // the generator's work over all (R = N*C') rows in its prologue, then aggregates.
-#include "launch_mode.h"
+#include "../launch_mode.h"
 #include "plane.cuh"
 
 namespace dsa_ops::cuda {

@@ -1,13 +1,13 @@
 #pragma once
-// The environment switches that force a fused CUDA path on or off (tests reach both paths on small
-// tensors with them; users may rule one out): unset, "" or "auto" leave the choice to the backend's
+// The environment switches that force a fused path on or off (tests reach both paths on small tensors
+// with them; users may rule one out): unset, "" or "auto" leave the choice to the backend's
 // heuristic, "always" takes the path wherever it can run, "never" never.
 #include <c10/util/Exception.h>
 
 #include <cstdlib>
 #include <cstring>
 
-namespace dsa_ops::cuda {
+namespace dsa_ops {
 
 enum class LaunchMode { kAuto, kAlways, kNever };
 
@@ -19,4 +19,4 @@ inline LaunchMode launch_mode(const char* variable) {
   TORCH_CHECK_VALUE(false, variable, " must be auto, always or never, got '", value, "'");
 }
 
-}  // namespace dsa_ops::cuda
+}  // namespace dsa_ops
