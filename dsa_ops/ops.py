@@ -118,14 +118,15 @@ def _status_for(device_type):
 def runs_on(codes, capability):
     """Whether a GPU of compute capability (major, minor) runs a build holding codes (sm_XY machine code:
     same major, minor <= the GPU's; compute_XY PTX: XY <= the GPU's, compiled by the driver); an
-    architecture-specific code (sm_90a) runs on its own capability only."""
+    architecture-specific code (sm_90a) runs on its own capability only, a family-specific one (sm_100f,
+    compute_100f) on its major's later minors."""
     for code in codes:
         kind, _, number = code.partition("_")
         digits = number.rstrip("af")
         built = (int(digits[:-1]), int(digits[-1]))
-        if digits != number:
+        if number.endswith("a"):
             fits = built == capability
-        elif kind == "sm":
+        elif kind == "sm" or number.endswith("f"):
             fits = built[0] == capability[0] and built[1] <= capability[1]
         else:
             fits = built <= capability

@@ -88,6 +88,8 @@ def test_python_schemas_match_the_compiled_ops():
     (["compute_90"], (8, 9), False),
     (["sm_90a"], (9, 0), True),
     (["compute_90a", "sm_90a"], (10, 0), False),  # architecture-specific: its own GPU only
+    (["sm_100f"], (10, 3), True),  # family-specific: its major's later minors
+    (["compute_100f"], (12, 0), False),
     (["compute_90", "sm_80", "sm_86", "sm_89", "sm_90"], (7, 5), False),  # the default list on a Turing GPU
 ])
 def test_which_gpus_run_a_build(codes, capability, runs):
