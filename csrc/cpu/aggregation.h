@@ -86,7 +86,8 @@ void sum_taps(acc_t* out, const acc_t* rows, int64_t row_stride, const Weights& 
 // rows in place, else the U rows of a line are first read into a (U, line) buffer in the accumulation
 // type. Where out is also distinct from x and unit-stride, each output line is summed straight into
 // out; otherwise (out may be x itself) the U output lines are summed into a second (U, line) buffer and
-// stored once all of them are done.
+// stored once all of them are done. Lines along s read weight's values when block() runs; lines along
+// the channels read a (N, K, C') copy made at construction.
 // Memory plan: reads the block's C' channels of x once and writes them once; the U rows of a line stay
 // in L1 while each output row sums its K taps in one pass.
 template <typename scalar_t>

@@ -44,8 +44,8 @@ EvalStatistics pool_generate_aggregate(const at::Tensor& x, const at::Tensor& ou
   acc_t* inverse = invstd.mutable_data_ptr<acc_t>();
   for (int64_t j = 0; j < invstd.numel(); ++j) inverse[j] = inverse_sqrt(var[j] + static_cast<acc_t>(eps));
   const auto g = generator_view<acc_t>(params, stats.mean, invstd);
-  auto kernel = at::empty({videos, channels, taps}, options);
-  const Aggregation<scalar_t> aggregation(x, kernel, num_segments, identity, std::nullopt, out);
+  auto kernel = at::empty({videos, channels, taps}, options);  // filled channel by channel below
+  const Aggregation<scalar_t> aggregation(x, kernel, num_segments, identity, std::nullopt, out);  // lines along s
   const auto xs = plane_strides(x);
   const scalar_t* src = x.const_data_ptr<scalar_t>();
   acc_t* pooled = stats.pooled.mutable_data_ptr<acc_t>();
