@@ -2,10 +2,12 @@
 the benchmark's paper shapes, in one process with the values alternating round by round, so that the
 machine's drift, which on a shared machine can exceed the difference measured, hits every value alike.
 Each time is the median over the rounds of a round's mean call time, as a multiple of x.clone() timed
-in the same rounds.
+in the same rounds. Modes: inference (eval, no_grad), inplace (the same with DSAConv(inplace=True), on
+the CPU with subnormals flushed, as repeated calls shrink x towards them), full (training forward and
+backward).
 
     python -m benchmarks.compare_settings --setting DSA_OPS_EVAL_ONE_LAUNCH --values never,always
-           [--device cpu|cuda] [--threads N] [--mode inference|full] [--rounds 40] [--calls 5]
+           [--device cpu|cuda] [--threads N] [--mode inference|inplace|full] [--rounds 40] [--calls 5]
 """
 import argparse
 import os
@@ -33,7 +35,8 @@ def round_seconds(step, calls, device):
 def compare(case, args):
     """{value or "clone": median seconds per call} for one paper case."""
     x = torch.randn(case.shape(), device=args.device)
-    module = DSAConv(case.channels, U_segment=case.segments, split_ratio=case.split).to(args.device)
+    module = DSAConv(case.channels, U_segment=case.segments, split_ratio=case.split,
+                     inplace=args.mode == "inplace").to(args.device)
     module.train(args.mode == "full")
     grad = torch.randn_like(x)
 
@@ -59,7 +62,7 @@ def main(argv=None):
     parser.add_argument("--values", required=True, help="comma-separated values to compare")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="CPU threads (default: torch's)")
-    parser.add_argument("--mode", default="inference", choices=("inference", "full"))
+    parser.add_argument("--mode", default="inference", choices=("inference", "inplace", "full"))
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument("--calls", type=int, default=5, help="calls per round")
     args = parser.parse_args(argv)
@@ -77,6 +80,7 @@ def main(argv=None):
         parser.error(str(error))
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(args.mode == "inplace" and args.device.type == "cpu")
     print(f"{args.setting}: {', '.join(args.values)}; {args.mode} on {args.device}, {torch.get_num_threads()} "
           f"threads, median of {args.rounds} rounds of {args.calls} calls; times as multiples of x.clone()")
     saved = os.environ.get(args.setting)
@@ -87,6 +91,7 @@ def main(argv=None):
             print(f"  {case.label():<22} {tuple(case.shape())!s:<24} clone {medians['clone'] * 1e3:.3f} ms  {ratios}",
                   flush=True)
     finally:
+        torch.set_flush_denormal(False)
         if saved is None:
             os.environ.pop(args.setting, None)
         else:

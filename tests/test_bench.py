@@ -284,6 +284,23 @@ def test_compare_settings_alternates_the_values_and_restores_the_setting(capsys,
     assert os.environ["DSA_OPS_EVAL_ONE_LAUNCH"] == "auto"
 
 
+def test_compare_settings_in_place_times_an_in_place_module_in_eval(monkeypatch, capsys):
+    from benchmarks import compare_settings
+
+    built = []
+
+    def module(*args, **kwargs):
+        built.append(dsa_ops.DSAConv(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(compare_settings, "DSAConv", module)
+    monkeypatch.setattr(compare_settings, "paper", lambda device: [Case("tiny", 2, 4, 16, (3, 5), 0.25)])
+    compare_settings.main(["--setting", "DSA_OPS_EVAL_ONE_LAUNCH", "--values", "never,always", "--device", "cpu",
+                           "--mode", "inplace", "--rounds", "1", "--calls", "1"])
+    assert [(m.inplace, m.training) for m in built] == [(True, False)]
+    assert "tiny split 0.25" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--setting", "OMP_NUM_THREADS", "--values", "1,2"], "--setting must be a DSA_OPS_* variable"),
     (["--setting", "DSA_OPS_EVAL_ONE_LAUNCH", "--values", "never"], "--values needs two values or more"),
