@@ -1,5 +1,7 @@
 #include "checks.h"
 
+#include "layout.h"
+
 namespace dsa_ops {
 
 void check_input(const at::Tensor& x, int64_t num_segments) {
@@ -7,10 +9,8 @@ void check_input(const at::Tensor& x, int64_t num_segments) {
                     "x must be 4D (N*U, C, H, W) or 5D (N*U, C, T, H, W), got ", x.dim(), "D");
   TORCH_CHECK_VALUE(at::isFloatingType(x.scalar_type()),
                     "x must be float32, float64, float16 or bfloat16, got ", x.scalar_type());
-  for (int64_t d = 2; d < x.dim(); ++d) {
-    TORCH_CHECK_VALUE(x.size(d) > 0, "x must have at least one position to pool over (T*H*W >= 1), got shape ",
-                      x.sizes());
-  }
+  TORCH_CHECK_VALUE(spatial_size(x) > 0, "x must have at least one position to pool over (T*H*W >= 1), got shape ",
+                    x.sizes());
   TORCH_CHECK_VALUE(num_segments >= 1, "num_segments (U) must be >= 1, got ", num_segments);
   TORCH_CHECK_VALUE(x.size(0) % num_segments == 0, "x.size(0) must be a multiple of num_segments (U=",
                     num_segments, "), got ", x.size(0));

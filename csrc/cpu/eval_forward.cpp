@@ -9,6 +9,7 @@
 
 #include "../launch_mode.h"
 #include "aggregation.h"
+#include "batch_norm.h"
 #include "kernels.h"
 
 namespace dsa_ops::cpu {
@@ -40,9 +41,7 @@ EvalStatistics pool_generate_aggregate(const at::Tensor& x, const at::Tensor& ou
   EvalStatistics stats{at::empty({videos, channels, num_segments}, options), running_mean.clone(),
                        running_var.clone()};
   auto invstd = at::empty(stats.var.sizes(), options);
-  const acc_t* var = stats.var.const_data_ptr<acc_t>();
-  acc_t* inverse = invstd.mutable_data_ptr<acc_t>();
-  for (int64_t j = 0; j < invstd.numel(); ++j) inverse[j] = inverse_sqrt(var[j] + static_cast<acc_t>(eps));
+  invstd_of<acc_t>(stats.var, eps, invstd);
   const auto g = generator_view<acc_t>(params, stats.mean, invstd);
   auto kernel = at::empty({videos, channels, taps}, options);  // filled channel by channel below
   const Aggregation<scalar_t> aggregation(x, kernel, num_segments, identity, std::nullopt, out);  // lines along s

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 #include <ATen/ops/empty.h>
 
+#include "batch_norm.h"
 #include "kernels.h"
 
 namespace dsa_ops::cpu {
@@ -27,13 +28,6 @@ void for_each_quantity(acc_t* out, int64_t count, const F& f) {
   at::parallel_for(0, count, 1, [&](int64_t begin, int64_t end) {
     for (int64_t q = begin; q < end; ++q) out[q] = f(q);
   });
-}
-
-template <typename acc_t>
-void invstd_of(const at::Tensor& var, double eps, at::Tensor& invstd) {
-  const acc_t* v = var.const_data_ptr<acc_t>();
-  acc_t* out = invstd.mutable_data_ptr<acc_t>();
-  for (int64_t j = 0; j < var.numel(); ++j) out[j] = inverse_sqrt(v[j] + static_cast<acc_t>(eps));
 }
 
 }  // namespace
