@@ -3,6 +3,7 @@ Each message names the argument and the values it may take."""
 import torch
 
 from ._layout import accumulate_dtype
+from .reference import check_kernel_size
 
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -30,11 +31,6 @@ def check_num_segments(num_segments):
 def check_channels(x, channels, name="channels (C')"):
     if not isinstance(channels, int) or not 1 <= channels <= x.shape[1]:
         raise ValueError(f"{name} must be an int in [1, C={x.shape[1]}], got {channels!r}")
-
-
-def check_kernel_size(kernel_size, name="kernel_size (K)"):
-    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"{name} must be an odd int >= 1, got {kernel_size!r}")
 
 
 def check_aggregate_weight(weight, x, num_segments):

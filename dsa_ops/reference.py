@@ -74,6 +74,12 @@ def make_generator(num_segments, kernel_size=3, alpha=2):
     )
 
 
+def check_kernel_size(kernel_size, name="kernel_size"):
+    """Raises ValueError unless kernel_size is an odd int >= 1 (the padding (K - 1) / 2 keeps U segments)."""
+    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"{name} must be an odd int >= 1, got {kernel_size!r}")
+
+
 def check_arguments(in_channels, U_segment, kernel_size, stride, padding, alpha, split_ratio):
     """Raises ValueError, naming the argument and the values it may take, unless the module's arguments
     describe a DSA that keeps its input's shape with at least one processed channel."""
@@ -81,8 +87,7 @@ def check_arguments(in_channels, U_segment, kernel_size, stride, padding, alpha,
         raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
     if not isinstance(U_segment, int) or U_segment < 1:
         raise ValueError(f"U_segment must be an int >= 1, got {U_segment!r}")
-    if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be an odd int >= 1, got {kernel_size!r}")
+    check_kernel_size(kernel_size)
     if stride != 1:
         raise ValueError(f"stride must be 1 (the output keeps U={U_segment} segments), got {stride!r}")
     if padding != (kernel_size - 1) // 2:
