@@ -1,5 +1,5 @@
-"""Deployment: torch.export of models holding DSAConv (dynamic number of videos, save/load), the export
-form of the DSA module against its eval forward, and ONNX files checked with onnxruntime."""
+"""Deployment: torch.export and TorchScript tracing of models holding DSAConv (dynamic number of videos,
+save/load), the export form of the DSA module against its eval forward, and ONNX files checked with onnxruntime."""
 import pytest
 import torch
 from torch import nn
@@ -36,6 +36,25 @@ def test_torch_export_with_dynamic_videos_round_trips(tmp_path, rng, name):
         with torch.no_grad():
             expected = model(x)
             assert_close(program.module()(x), expected)
+            assert_close(loaded(x), expected)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch >= 2.14 deprecates TorchScript
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
+@pytest.mark.parametrize("name", sorted(BUILDERS))
+def test_torchscript_trace_with_other_videos_round_trips(tmp_path, rng, name):
+    build, clip = BUILDERS[name]
+    model = trained_looking(build(), rng)
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.randn(2, *clip, generator=rng))
+    assert "dsa_ops::dsa_forward" in str(traced.inlined_graph)
+    torch.jit.save(traced, tmp_path / "model.pt")
+    loaded = torch.jit.load(tmp_path / "model.pt")
+    for videos in (2, 3):
+        x = torch.randn(videos, *clip, generator=rng)
+        with torch.no_grad():
+            expected = model(x)
+            assert_close(traced(x), expected)
             assert_close(loaded(x), expected)
 
 
