@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import dsa_ops
-from dsa_ops.bench import cli, report, timing
+from dsa_ops.bench import cli, providers, report, timing
 from dsa_ops.bench.cases import Case
 
 PROVIDERS = ["reference", "cpu"]
@@ -63,8 +63,30 @@ def test_a_provider_that_disagrees_is_not_timed(tmp_path, monkeypatch):
         return module
 
     monkeypatch.setattr(cli, "build_module", wrong_for_cpu)
-    with pytest.raises(RuntimeError, match=r"provider 'cpu' disagrees with the reference .* fwd: output off by"):
+    with pytest.raises(SystemExit, match=r"provider 'cpu' disagrees with the reference .* fwd: output off by"):
         run(tmp_path)
+    with open(tmp_path / "bench.csv") as f:  # the other rows timed and written
+        assert [(r["mode"], r["provider"]) for r in csv.DictReader(f)] == [("-", "clone")] + [
+            (mode, "reference") for mode in ("fwd", "bwd", "full", "inference")]
+    untimed = (tmp_path / "bench.md").read_text().split("Not timed:")[1]
+    assert [line.split(": ")[0] for line in untimed.strip().splitlines()] == [
+        f"- provider 'cpu' disagrees with the reference on quick split 0.25 float32 {mode}"
+        for mode in ("fwd", "bwd", "full", "inference")]
+
+
+def test_low_precision_providers_are_checked_on_the_inputs_they_see():
+    """Rounding this training case's inputs to bfloat16 moves the exact input gradient by more than the
+    bfloat16 tolerance (a generator ReLU changes side): the check's float64 reference takes the rounded
+    inputs, so the cpu backend passes, and a wrong kernel still fails."""
+    case, device, dtype = Case("rounding", 4, 4, 16, (8, 7, 7), 1.0), torch.device("cpu"), torch.bfloat16
+    exact = providers._reference_result(case, True, device, torch.float64)[3]
+    rounded = providers._reference_result(case, True, device, dtype)[3]
+    assert (rounded - exact).abs().max() > providers.TOLERANCE[dtype] * max(1.0, exact.abs().max())
+    module = providers.build_module("cpu", case, providers.random_state(case), device, dtype)
+    assert providers.disagreement(module, "cpu", case, "full", device, dtype) is None
+    with torch.no_grad():
+        module.generate[3].weight[0].add_(1.0)
+    assert "bfloat16 full: output off by" in providers.disagreement(module, "cpu", case, "full", device, dtype)
 
 
 def test_unfused_providers_time_the_training_and_inplace_modes_with_the_generator_in_its_own_launch(tmp_path,
@@ -81,7 +103,7 @@ def test_unfused_providers_time_the_training_and_inplace_modes_with_the_generato
         timed_under.append(os.environ["DSA_OPS_FUSED_GENERATOR"])
         return (1e-3, 1e-3, 1e-3, None, 0, None, None), None
 
-    monkeypatch.setattr(cli, "check_agrees", check)
+    monkeypatch.setattr(cli, "disagreement", check)
     monkeypatch.setattr(cli, "timed", timed)
     monkeypatch.setattr(cli, "provider_problem", lambda provider, device: None)  # cuda-unfused on the CPU
     cli.main(["--device", "cpu", "--preset", "quick", "--providers", "triton,triton-unfused,cuda-unfused", "--modes",
@@ -116,7 +138,7 @@ def test_warm_up_only_runs_each_row_once_neither_checked_nor_timed(tmp_path, mon
         raise AssertionError("a warm-up checks and times nothing")
 
     monkeypatch.setattr(cli, "make_step", make_step)
-    monkeypatch.setattr(cli, "check_agrees", refuse)
+    monkeypatch.setattr(cli, "disagreement", refuse)
     monkeypatch.setattr(cli, "timed", refuse)
     cli.main(["--device", "cpu", "--preset", "quick", "--providers", "reference,cpu", "--modes", "bwd,inplace",
               "--dtypes", "float32,bfloat16", "--out", str(tmp_path), "--warm-up-only"])

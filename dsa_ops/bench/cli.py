@@ -3,10 +3,11 @@
 Providers: clone (the yardstick, always timed), reference (the paper module in eager PyTorch), compile
 (torch.compile of it; compile time reported apart), cpu / cuda / triton (DSAConv on that backend),
 cuda-unfused / triton-unfused (the same with DSA_OPS_FUSED_GENERATOR=never, training modes and inplace
-only: the fused paths' "before"). By default every provider usable on the device runs, the unfused ones aside. Modes: fwd (training forward), bwd (its backward
-alone), full (both), inference (eval, no_grad), inplace (inference with DSAConv(inplace=True), kernel
-backends only, compared with the eager and compiled inference rows). Each provider is checked against
-the float64 reference before it is timed.
+only: the fused paths' "before"). By default every provider usable on the device runs, the unfused ones
+aside. Modes: fwd (training forward), bwd (its backward alone), full (both), inference (eval, no_grad),
+inplace (inference with DSAConv(inplace=True), kernel backends only, compared with the eager and compiled
+inference rows). Each provider is checked against the float64 reference before it is timed; a row that
+disagrees is not timed, the others are, and the run then lists it and exits with status 1.
 
     dsa-bench [--device cpu|cuda] [--preset paper|sweep|quick | --shape N,U,C[,T],H,W [--split S]
               [--kernel-size K]] [--dtypes float32,bfloat16] [--providers ...] [--modes ...] [--out DIR]
@@ -24,8 +25,8 @@ import torch
 from .. import backend_status, ops
 from . import cases as case_sets
 from . import report
-from .providers import BACKENDS, MODES, PROVIDERS, TRAINING_MODES, UNFUSED, build_module, check_agrees, floor_bytes, \
-    input_copies, make_step, provider_settings, random_state, runs_mode
+from .providers import BACKENDS, MODES, PROVIDERS, TRAINING_MODES, UNFUSED, build_module, disagreement, \
+    floor_bytes, input_copies, make_step, provider_settings, random_state, runs_mode
 from .timing import device_work, measure, peak_memory, without, work_totals
 
 DTYPES = ("float32", "float64", "float16", "bfloat16")
@@ -56,8 +57,9 @@ def timed(setup, step, device, min_run_time):
 
 
 def run_case(case, dtype, providers, modes, device, min_run_time, progress):
-    """Rows (mode, provider, median, p20, p80, host, peak, gpu, launches, compile seconds) for one shape, and
-    on a GPU {(mode, provider): per-kernel breakdown}."""
+    """Rows (mode, provider, median, p20, p80, host, peak, gpu, launches, compile seconds) for one shape, on
+    a GPU {(mode, provider): per-kernel breakdown}, and what disagreed with the reference (those rows are
+    not timed)."""
     state = random_state(case)
     generator = torch.Generator().manual_seed(2)
     copies = input_copies(case, dtype, device)
@@ -66,19 +68,21 @@ def run_case(case, dtype, providers, modes, device, min_run_time, progress):
     turn = itertools.count()
     progress(f"{case.label()} clone")
     columns, kernels = timed(None, lambda: xs[next(turn) % copies].clone(), device, min_run_time)
-    rows, breakdowns = [("-", "clone", *columns, None)], {("-", "clone"): kernels}
+    rows, breakdowns, problems = [("-", "clone", *columns, None)], {("-", "clone"): kernels}, []
     for mode, provider in rows_of(providers, modes):
         progress(f"{case.label()} {mode} {provider}")
         module = build_module(provider, case, state, device, dtype)
         with provider_settings(provider):
             start = time.perf_counter()
-            if provider != "reference":
-                check_agrees(module, provider, case, mode, device, dtype)
+            problem = disagreement(module, provider, case, mode, device, dtype) if provider != "reference" else None
+            if problem is not None:
+                problems.append(problem)
+                continue
             compile_seconds = time.perf_counter() - start if provider == "compile" else None
             setup, step = make_step(module, mode, xs, grads)
             columns, breakdowns[(mode, provider)] = timed(setup, step, device, min_run_time)
         rows.append((mode, provider, *columns, compile_seconds))
-    return rows, breakdowns
+    return rows, breakdowns, problems
 
 
 def rows_of(providers, modes):
@@ -192,7 +196,7 @@ def main(argv=None):
           "traffic / time; peak_mb: memory one call needs; host_ms: the host's time to issue a call; gpu_x_clone, "
           "launches: the device's own work per call")
     total = len(args.dtypes) * len(args.cases)
-    rows, kernel_rows = [], []
+    rows, kernel_rows, problems = [], [], []
     for index, (dtype_name, case) in enumerate((d, c) for d in args.dtypes for c in args.cases):
         def progress(what, index=index):
             print(f"\r[{index + 1}/{total}] {dtype_name} {what}".ljust(78), end="", file=sys.stderr, flush=True)
@@ -202,13 +206,15 @@ def main(argv=None):
             warm_up(case, dtype, args.providers, args.modes, args.device, progress)
             continue
         nbytes = math.prod(case.shape()) * torch.finfo(dtype).bits // 8
-        found, breakdowns = run_case(case, dtype, args.providers, args.modes, args.device, args.min_time, progress)
+        found, breakdowns, disagreed = run_case(case, dtype, args.providers, args.modes, args.device, args.min_time,
+                                                progress)
+        problems += disagreed
         rows += report.records(case, dtype_name, found, env, lambda mode: floor_bytes(mode, case, nbytes))
         kernel_rows += report.kernel_records(case, dtype_name, breakdowns)
         if args.out:  # after every shape, so an interrupted run keeps what it measured
             os.makedirs(args.out, exist_ok=True)
             report.write_csv(rows, os.path.join(args.out, "bench.csv"))
-            report.write_markdown(rows, os.path.join(args.out, "bench.md"), header)
+            report.write_markdown(rows, os.path.join(args.out, "bench.md"), header, problems)
             if kernel_rows:
                 report.write_csv(kernel_rows, os.path.join(args.out, "kernels.csv"), report.KERNEL_COLUMNS)
     print(file=sys.stderr)
@@ -222,6 +228,9 @@ def main(argv=None):
             print(f"wrote {args.out}/{written}, bench.png")
         else:
             print(f"wrote {args.out}/{written}; no plot: matplotlib is not installed (pip install matplotlib)")
+    if problems:  # exit status 1, after every other row was timed and written
+        sys.exit("not timed, as their provider disagreed with the float64 reference:\n"
+                 + "\n".join(f"  {problem}" for problem in problems))
 
 
 if __name__ == "__main__":

@@ -101,10 +101,14 @@ def write_csv(rows, path, columns=COLUMNS):
         writer.writerows(rows)
 
 
-def write_markdown(rows, path, header):
+def write_markdown(rows, path, header, problems=()):
+    """The table, then each row left untimed because its provider disagreed with the reference."""
     with open(path, "w") as f:
         f.write(f"{header}\n\n| {' | '.join(TABLE_COLUMNS)} |\n|{'---|' * len(TABLE_COLUMNS)}\n")
         f.writelines(f"| {' | '.join(r[c] for c in TABLE_COLUMNS)} |\n" for r in rows)
+        if problems:
+            f.write("\nNot timed:\n\n")
+            f.writelines(f"- {problem}\n" for problem in problems)
 
 
 def write_plot(rows, path, title):
