@@ -15,14 +15,33 @@ namespace dsa_ops::cpu {
 
 namespace {
 
-// sums[k * kLineLength + i] += dy[i] * rows[k * row_stride + i] for kTaps taps, in one pass. (x's lines
-// are unit-stride: readable_input leaves a stride on the line's axis only where lines hold one element.)
-template <int kTaps, typename acc_t, typename scalar_t>
-inline void add_tap_products(acc_t* sums, const acc_t* dy, const scalar_t* rows, int64_t row_stride, int64_t n) {
+// sums[k * kLineLength + i] += dy[i] * rows[k * row_stride + i] for kTaps taps, in one pass.
+template <int kTaps, typename acc_t>
+inline void add_tap_products(acc_t* sums, const acc_t* dy, const acc_t* rows, int64_t row_stride, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const acc_t d = dy[i];
 #pragma GCC unroll 4
-    for (int k = 0; k < kTaps; ++k) sums[k * kLineLength + i] += d * static_cast<acc_t>(rows[k * row_stride + i]);
+    for (int k = 0; k < kTaps; ++k) sums[k * kLineLength + i] += d * rows[k * row_stride + i];
+  }
+}
+
+// The line of `count` (<= 4) rows of x `row_stride` apart, from `first`, in the accumulation type: x's
+// own values where they already are, else widened into `buffer` (4 lines). x's lines are unit-stride:
+// readable_input leaves a stride on the line's axis only where lines hold one element.
+template <typename acc_t>
+struct XLines {
+  const acc_t* rows;
+  int64_t row_stride;
+};
+
+template <typename acc_t, typename scalar_t>
+inline XLines<acc_t> x_lines(const scalar_t* first, int64_t row_stride, int count, int64_t n,
+                                       acc_t* buffer) {
+  if constexpr (std::is_same_v<acc_t, scalar_t>) {
+    return {first, row_stride};
+  } else {
+    for (int k = 0; k < count; ++k) widen(buffer + k * kLineLength, first + k * row_stride, n);
+    return {buffer, kLineLength};
   }
 }
 
@@ -49,6 +68,7 @@ at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t nu
     const bool dy_direct = std::is_same_v<scalar_t, acc_t> && gy_step == 1;
     parallel_over_channel_blocks(videos, channels, along_channels, [&](int64_t n, int64_t c0, int64_t c1) {
       std::array<acc_t, kLineLength> dy_line;
+      std::array<acc_t, 4 * kLineLength> x_buffer;
       // grad_y's line of row `row` in the accumulation type: in place where it already is, else converted
       auto dy_of = [&](int64_t row, const Line& line) -> const acc_t* {
         const scalar_t* at = dy + offset(gys, row, line.channel, line.s);
@@ -65,8 +85,9 @@ at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t nu
             const auto taps = valid_taps(u, num_segments, kernel_size);
             const scalar_t* rows = src + offset(xs, row + taps.begin - pad, line.channel, line.s);
             for_tap_groups(static_cast<int>(taps.begin), static_cast<int>(taps.end), [&](auto count, int k) {
-              add_tap_products<decltype(count)::value>(sums.data() + k * kLineLength, g,
-                                                       rows + (k - taps.begin) * xs.row, xs.row, line.length);
+              constexpr int kTaps = decltype(count)::value;
+              const auto xv = x_lines(rows + (k - taps.begin) * xs.row, xs.row, kTaps, line.length, x_buffer.data());
+              add_tap_products<kTaps>(sums.data() + k * kLineLength, g, xv.rows, xv.row_stride, line.length);
             });
           }
         });
@@ -84,9 +105,9 @@ at::Tensor grad_weight(const at::Tensor& grad_y, const at::Tensor& x, int64_t nu
             const acc_t* g = dy_of(row, line);
             const auto taps = valid_taps(u, num_segments, kernel_size);
             for (int64_t k = taps.begin; k < taps.end; ++k) {
-              const scalar_t* x_line = src + offset(xs, row + k - pad, c, line.s);
-              add_lane_sums(lanes.data() + k * kLanes, line.length,
-                            [&](int64_t i) { return g[i] * static_cast<acc_t>(x_line[i]); });
+              const acc_t* x_line =
+                  x_lines(src + offset(xs, row + k - pad, c, line.s), 0, 1, line.length, x_buffer.data()).rows;
+              add_lane_sums(lanes.data() + k * kLanes, line.length, [&](int64_t i) { return g[i] * x_line[i]; });
             }
           }
         });

@@ -10,6 +10,7 @@
 #include <type_traits>
 
 #include "../layout.h"
+#include "convert.h"
 
 namespace dsa_ops::cpu {
 
@@ -107,20 +108,24 @@ inline void for_tap_groups(int begin, int end, const F& f) {
   }
 }
 
-// acc[i] += src[i * stride], converted to acc_t.
+// acc[i] += src[i * stride], converted to acc_t; n <= kLineLength.
 template <typename acc_t, typename scalar_t>
 inline void add_line(acc_t* acc, const scalar_t* src, int64_t stride, int64_t n) {
-  if (stride == 1) {
-    for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<acc_t>(src[i]);
-  } else {
-    for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<acc_t>(src[i * stride]);
+  if constexpr (!std::is_same_v<acc_t, scalar_t>) {
+    if (stride == 1) {
+      acc_t values[kLineLength];
+      widen(values, src, n);
+      for (int64_t i = 0; i < n; ++i) acc[i] += values[i];
+      return;
+    }
   }
+  for (int64_t i = 0; i < n; ++i) acc[i] += static_cast<acc_t>(src[i * stride]);
 }
 
 template <typename acc_t, typename scalar_t>
 inline void load_line(acc_t* dst, const scalar_t* src, int64_t stride, int64_t n) {
   if (stride == 1) {
-    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<acc_t>(src[i]);
+    widen(dst, src, n);
   } else {
     for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<acc_t>(src[i * stride]);
   }
@@ -129,7 +134,7 @@ inline void load_line(acc_t* dst, const scalar_t* src, int64_t stride, int64_t n
 template <typename scalar_t, typename acc_t>
 inline void store_line(scalar_t* dst, int64_t stride, const acc_t* src, int64_t n) {
   if (stride == 1) {
-    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<scalar_t>(src[i]);
+    narrow(dst, src, n);
   } else {
     for (int64_t i = 0; i < n; ++i) dst[i * stride] = static_cast<scalar_t>(src[i]);
   }
@@ -166,11 +171,21 @@ inline acc_t fold_sum(acc_t* v, int64_t n) {
 }
 
 // The sum of the n values of a unit-stride plane, in add_lane_sums' lanes folded by fold_sum: pooling's
-// order, which the eval forward shares (the two paths pool to the same bits).
+// order, which the eval forward shares (the two paths pool to the same bits). Values stored in a narrower
+// type are widened kLineLength at a time into a buffer first.
 template <typename acc_t, typename scalar_t>
 inline acc_t plane_sum(const scalar_t* plane, int64_t n) {
   acc_t lanes[kLanes] = {};
-  add_lane_sums(lanes, n, [&](int64_t i) { return static_cast<acc_t>(plane[i]); });
+  if constexpr (std::is_same_v<acc_t, scalar_t>) {
+    add_lane_sums(lanes, n, [&](int64_t i) { return plane[i]; });
+  } else {
+    acc_t values[kLineLength];
+    for (int64_t s = 0; s < n; s += kLineLength) {
+      const int64_t length = std::min(kLineLength, n - s);
+      widen(values, plane + s, length);
+      add_lane_sums(lanes, length, [&](int64_t i) { return values[i]; });
+    }
+  }
   return fold_sum(lanes, kLanes);
 }
 
