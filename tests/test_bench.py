@@ -77,7 +77,7 @@ def test_a_provider_that_disagrees_is_not_timed(tmp_path, monkeypatch):
 def test_low_precision_providers_are_checked_on_the_inputs_they_see():
     """Rounding this training case's inputs to bfloat16 moves the exact input gradient by more than the
     bfloat16 tolerance (a generator ReLU changes side): the check's float64 reference takes the rounded
-    inputs, so the cpu backend passes, and a wrong kernel still fails."""
+    inputs (and generator weights), so the cpu backend passes, and a wrong kernel still fails."""
     case, device, dtype = Case("rounding", 4, 4, 16, (8, 7, 7), 1.0), torch.device("cpu"), torch.bfloat16
     exact = providers._reference_result(case, True, device, torch.float64)[3]
     rounded = providers._reference_result(case, True, device, dtype)[3]
