@@ -3,13 +3,29 @@ the host's time to issue it, the profiler's device time and launches of one call
 peak memory a call allocates. On the CPU: torch.utils.benchmark, and how far a call raises the resident
 memory."""
 import collections
+import logging
 import resource
 import statistics
 import time
 
 import torch
-import torch.utils.benchmark as tbench
 
+
+def _import_torch_benchmark():
+    """torch.utils.benchmark, with the warning its import of torch.utils.cpp_extension logs where torch is a
+    CUDA build and no GPU is visible ("No CUDA runtime is found, using CUDA_HOME=..."): it concerns building
+    extensions, not timing, and led every CPU benchmark's output."""
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.benchmark as benchmark
+    finally:
+        logger.setLevel(level)
+    return benchmark
+
+
+tbench = _import_torch_benchmark()
 Timing = collections.namedtuple("Timing", "median p20 p80 host")
 
 
