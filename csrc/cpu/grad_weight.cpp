@@ -35,8 +35,7 @@ struct XLines {
 };
 
 template <typename acc_t, typename scalar_t>
-inline XLines<acc_t> x_lines(const scalar_t* first, int64_t row_stride, int count, int64_t n,
-                                       acc_t* buffer) {
+inline XLines<acc_t> x_lines(const scalar_t* first, int64_t row_stride, int count, int64_t n, acc_t* buffer) {
   if constexpr (std::is_same_v<acc_t, scalar_t>) {
     return {first, row_stride};
   } else {
