@@ -1,7 +1,7 @@
-"""Property-based tests (hypothesis): random videos, U (1-16), channels and split (C' >= 1), odd K (1-9,
-may exceed U), T/H/W (1 included), 4D and 5D, every input layout, dtypes, identity, train/eval; DSAConv on
-every backend present against the reference, outputs, input and parameter gradients, running stats; and
-the in-place forward's output.
+"""Property-based tests (hypothesis): random videos, U (1-16), channels and split (C' >= 1), odd K (1-9, may
+exceed U), T/H/W (1 included), 4D and 5D, every input layout, the four dtypes, identity, train/eval;
+DSAConv on every backend present against the reference, outputs, input and parameter gradients, running
+stats; and the in-place forward's output.
 
 CI runs a bounded, derandomised profile (a fixed number of examples per backend, fewer for Triton's
 interpreter); DSA_OPS_FUZZ_EXAMPLES=N runs N random examples per backend (scripts/gpu_check.sh: 1000)
@@ -28,7 +28,7 @@ def cases(draw):
     channels = draw(st.integers(1, 12))
     processed = draw(st.integers(1, channels))
     training = draw(st.booleans())
-    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.bfloat16]))
+    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.bfloat16, torch.float16]))
     # The generator's BatchNorm needs two rows in training. With exactly two its output is +-1 whatever
     # the input, so its input gradient is zero in exact arithmetic and, below float64, rounding noise
     # amplified by 1/sigma: such cases are compared in float64 only.
