@@ -4,8 +4,6 @@
 // the same bits (float16 NaN payloads aside).
 #include "convert.h"
 
-#include <cstring>
-
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define DSA_OPS_X86_DISPATCH 1
@@ -16,13 +14,6 @@
 namespace dsa_ops::cpu {
 
 namespace {
-
-uint16_t bfloat16_bits(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof(bits));
-  const uint32_t rounded = (bits + ((bits >> 16) & 1u) + 0x7FFFu) >> 16;
-  return (bits & 0x7FFFFFFFu) > 0x7F800000u ? uint16_t{0x7FC0} : static_cast<uint16_t>(rounded);
-}
 
 #if DSA_OPS_X86_DISPATCH
 bool avx2_available() {
@@ -52,7 +43,7 @@ __attribute__((target("avx,f16c"))) void narrow_f16c(c10::Half* dst, const float
   for (; i < n; ++i) dst[i] = c10::Half(_cvtss_sh(src[i], _MM_FROUND_TO_NEAREST_INT), c10::Half::from_bits());
 }
 
-// float32 -> bfloat16 bits of 8 values: round to nearest even, NaN to 0x7FC0.
+// float32 -> bfloat16, 8 values at a time, as c10::BFloat16 rounds: to nearest even, NaN to 0x7FC0.
 __attribute__((target("avx2"))) void narrow_bfloat16_avx2(c10::BFloat16* dst, const float* src, int64_t n) {
   const __m256i one = _mm256_set1_epi32(1), half_ulp = _mm256_set1_epi32(0x7FFF);
   const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF), infinity = _mm256_set1_epi32(0x7F800000);
@@ -68,7 +59,7 @@ __attribute__((target("avx2"))) void narrow_bfloat16_avx2(c10::BFloat16* dst, co
     const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(values, values), 0x08);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), _mm256_castsi256_si128(packed));
   }
-  for (; i < n; ++i) dst[i] = c10::BFloat16(bfloat16_bits(src[i]), c10::BFloat16::from_bits());
+  for (; i < n; ++i) dst[i] = static_cast<c10::BFloat16>(src[i]);
 }
 #endif
 
@@ -92,7 +83,7 @@ void narrow_bfloat16(c10::BFloat16* dst, const float* src, int64_t n) {
 #if DSA_OPS_X86_DISPATCH
   if (avx2_available()) return narrow_bfloat16_avx2(dst, src, n);
 #endif
-  for (int64_t i = 0; i < n; ++i) dst[i] = c10::BFloat16(bfloat16_bits(src[i]), c10::BFloat16::from_bits());
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<c10::BFloat16>(src[i]);
 }
 
 }  // namespace dsa_ops::cpu
