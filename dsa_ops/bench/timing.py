@@ -12,9 +12,9 @@ import torch
 
 
 def _import_torch_benchmark():
-    """torch.utils.benchmark, with the warning its import of torch.utils.cpp_extension logs where torch is a
-    CUDA build and no GPU is visible ("No CUDA runtime is found, using CUDA_HOME=..."): it concerns building
-    extensions, not timing, and led every CPU benchmark's output."""
+    """torch.utils.benchmark, imported with torch.utils.cpp_extension's logger at ERROR: where torch is a CUDA
+    build and no GPU is visible, that import warns "No CUDA runtime is found, using CUDA_HOME=...", which
+    concerns building extensions, not timing, and led every CPU benchmark's output."""
     logger = logging.getLogger("torch.utils.cpp_extension")
     level = logger.level
     logger.setLevel(logging.ERROR)
