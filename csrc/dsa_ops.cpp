@@ -1,13 +1,28 @@
 // The dsa_ops operator schemas, and the Python module stub that loads them (import dsa_ops._C), which
 // holds the torch version built against (`torch_version`), the GPU architectures the CUDA kernels were
-// built for (`cuda_architectures`, e.g. "compute_90 sm_80 sm_90") and, in a build without the CUDA
-// kernels, the reason (`cuda_not_built`).
+// built for (`cuda_architectures`, e.g. "compute_90 sm_80 sm_90"), in a build without the CUDA kernels the
+// reason (`cuda_not_built`), and `cpu_conversions()`: the instructions the CPU kernels convert float16 and
+// bfloat16 with on this machine.
 #include <Python.h>
 #include <torch/library.h>
 
+#include "cpu/convert.h"
+
+namespace {
+
+PyObject* cpu_conversions(PyObject*, PyObject*) {
+  return PyUnicode_FromString(dsa_ops::cpu::conversion_instructions());
+}
+
+PyMethodDef module_methods[] = {
+    {"cpu_conversions", cpu_conversions, METH_NOARGS, "The instructions of the CPU's float16/bfloat16 conversions"},
+    {nullptr, nullptr, 0, nullptr}};
+
+}  // namespace
+
 extern "C" {
 PyObject* PyInit__C(void) {
-  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, module_methods};
   PyObject* module = PyModule_Create(&module_def);
   if (module == nullptr) return nullptr;
   // setup.py's string macros: a string's UTF-8 bytes' codes

@@ -41,6 +41,16 @@ def _extension():
     return f"loaded, CPU and CUDA kernels ({getattr(_C, 'cuda_architectures', '') or 'architectures not recorded'})"
 
 
+def _cpu_conversions():
+    """The instructions of the CPU kernels' float16/bfloat16 conversions (ATEN_CPU_CAPABILITY=default
+    makes them scalar, as it does ATen's)."""
+    if EXTENSION_ERROR is not None:
+        return "no compiled extension"
+    from . import _C
+
+    return _C.cpu_conversions()
+
+
 def report():
     lines = [
         f"dsa_ops:          {__version__}",
@@ -48,6 +58,7 @@ def report():
         f"torch:            {torch.__version__} (CUDA {torch.version.cuda or 'none'})",
         f"triton:           {_triton_version()}",
         f"compiled ext:     {_extension()}",
+        f"cpu conversions:  {_cpu_conversions()} (ATen's CPU capability: {torch.backends.cpu.get_cpu_capability()})",
     ]
     if torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):

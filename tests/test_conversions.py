@@ -3,6 +3,8 @@ pattern), and float32 results narrow as torch rounds them (to nearest even, ties
 infinity, subnormals kept, NaN staying NaN), along lines long enough for the CPU's vectorised
 conversions (F16C, AVX2) and with scalar tails."""
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -11,6 +13,7 @@ import dsa_ops
 from helpers import device_for
 
 HALF_DTYPES = [torch.float16, torch.bfloat16]
+VECTOR_CONVERSIONS, SCALAR_CONVERSIONS = "float16: F16C, bfloat16: AVX2", "float16: scalar, bfloat16: scalar"
 
 
 def same_values(actual, expected):
@@ -64,3 +67,34 @@ def test_results_narrow_as_torch_rounds(backend, rng, dtype, layout):
     dsa_ops.segment_pool(x, 4, channels, backend=backend).backward(grad_pooled)
     expected = (grad_pooled / 16).permute(2, 1, 0).reshape(4, channels, 1, 1).expand(x.shape).to(dtype)
     assert bool(same_values(x.grad, expected).all())
+
+
+def cpu_conversions():
+    if dsa_ops.backend_status()["cpu"] is not None:
+        pytest.skip(f"cpu backend: {dsa_ops.backend_status()['cpu']}")
+    from dsa_ops import _C
+
+    return _C.cpu_conversions()
+
+
+def test_cpu_conversions_vectorise_with_aten():
+    """On an x86-64 CPU where ATen runs its AVX2 or AVX-512 kernels, the CPU kernels convert with F16C
+    and AVX2 (every such CPU has F16C); elsewhere with c10's scalar conversions."""
+    vectorises = torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
+    assert cpu_conversions() == (VECTOR_CONVERSIONS if vectorises else SCALAR_CONVERSIONS)
+
+
+@pytest.mark.skipif(os.environ.get("ATEN_CPU_CAPABILITY") == "default", reason="runs this file with it set")
+def test_cpu_scalar_conversions_pass_the_same_tests():
+    """ATEN_CPU_CAPABILITY=default turns ATen's vector kernels off and the CPU kernels' F16C and AVX2
+    conversions with them: this file's cpu tests then check c10's scalar conversions."""
+    if cpu_conversions() == SCALAR_CONVERSIONS:
+        pytest.skip("the conversions are scalar already: the other tests of this file check them")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="default")
+    script = "from dsa_ops import _C; print(_C.cpu_conversions())"
+    shown = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == SCALAR_CONVERSIONS
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "cpu"],
+                          env=env, cwd=os.path.dirname(__file__), capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " passed" in done.stdout.splitlines()[-1] and "failed" not in done.stdout.splitlines()[-1]

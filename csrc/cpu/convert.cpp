@@ -1,8 +1,11 @@
 // Conversions to and from float32 over a run. float16: F16C (8 values per instruction) where the CPU has
 // it, else c10::Half's scalar conversion. float32 -> bfloat16: c10::BFloat16's rounding (to nearest even,
 // NaN to 0x7FC0) in integer operations, 8 values at a time on AVX2 where the CPU has it. Each pair gives
-// the same bits (float16 NaN payloads aside).
+// the same bits (float16 NaN payloads aside). ATen's choice of CPU kernels bounds ours: ATEN_CPU_CAPABILITY=
+// default, which turns ATen's vector kernels off, selects the scalar conversions here too.
 #include "convert.h"
+
+#include <ATen/Version.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -16,13 +19,18 @@ namespace dsa_ops::cpu {
 namespace {
 
 #if DSA_OPS_X86_DISPATCH
+bool aten_vectorises() {
+  static const bool vectorises = at::get_cpu_capability() != "DEFAULT";
+  return vectorises;
+}
+
 bool avx2_available() {
-  static const bool available = __builtin_cpu_supports("avx2");
+  static const bool available = aten_vectorises() && __builtin_cpu_supports("avx2");
   return available;
 }
 
 bool f16c_available() {
-  static const bool available = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+  static const bool available = aten_vectorises() && __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
   return available;
 }
 
@@ -84,6 +92,15 @@ void narrow_bfloat16(c10::BFloat16* dst, const float* src, int64_t n) {
   if (avx2_available()) return narrow_bfloat16_avx2(dst, src, n);
 #endif
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<c10::BFloat16>(src[i]);
+}
+
+const char* conversion_instructions() {
+#if DSA_OPS_X86_DISPATCH
+  if (f16c_available() && avx2_available()) return "float16: F16C, bfloat16: AVX2";
+  if (f16c_available()) return "float16: F16C, bfloat16: scalar";
+  if (avx2_available()) return "float16: scalar, bfloat16: AVX2";
+#endif
+  return "float16: scalar, bfloat16: scalar";
 }
 
 }  // namespace dsa_ops::cpu

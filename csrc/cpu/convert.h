@@ -16,6 +16,9 @@ void widen_half(float* dst, const c10::Half* src, int64_t n);
 void narrow_half(c10::Half* dst, const float* src, int64_t n);
 void narrow_bfloat16(c10::BFloat16* dst, const float* src, int64_t n);
 
+// The instructions the conversions above run on, e.g. "float16: F16C, bfloat16: AVX2" (python -m dsa_ops.info).
+const char* conversion_instructions();
+
 // dst[i] = src[i] in the accumulation type, i < n.
 template <typename acc_t, typename scalar_t>
 inline void widen(acc_t* dst, const scalar_t* src, int64_t n) {
