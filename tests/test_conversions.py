@@ -95,6 +95,6 @@ def test_cpu_scalar_conversions_pass_the_same_tests():
     shown = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == SCALAR_CONVERSIONS
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", __file__, "-k", "cpu"],
-                          env=env, cwd=os.path.dirname(__file__), capture_output=True, text=True)
+                          env=env, cwd=os.path.dirname(os.path.dirname(__file__)), capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " passed" in done.stdout.splitlines()[-1] and "failed" not in done.stdout.splitlines()[-1]
