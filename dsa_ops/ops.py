@@ -255,6 +255,14 @@ def _register_fakes(prefix):
                 torch.empty_like(bn_bias), torch.empty_like(second_weight))
 
 
+def _any_tensor_requires_grad(*args):
+    return any(isinstance(arg, torch.Tensor) and arg.requires_grad for arg in args)
+
+
+# torch's C++ version of the test (torch 2.5 and newer), else the same in Python
+_any_requires_grad = getattr(torch._C, "_any_requires_grad", _any_tensor_requires_grad)
+
+
 def _autograd_kernel(op, backward, setup_context):
     """The Autograd-key kernel of op as torch.library.register_autograd makes it (an autograd.Function
     around a redispatch below autograd; the keyset travels as its last input), less that one's per-call
@@ -278,7 +286,7 @@ def _autograd_kernel(op, backward, setup_context):
             return (*backward(ctx, *grads), None)
 
     def kernel(keyset, *args):
-        if torch.is_grad_enabled() and torch._C._any_requires_grad(*args):
+        if torch.is_grad_enabled() and _any_requires_grad(*args):
             return Node.apply(*args, keyset)
         return _below_autograd(op, keyset, args)
     return kernel

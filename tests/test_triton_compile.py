@@ -27,3 +27,4 @@ def test_every_triton_kernel_compiles_for_sm90():
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-6000:]
     counts = re.search(r"kernels compiled: (\d+) of (\d+); failures: 0", done.stdout)
     assert counts and counts[1] == counts[2] and int(counts[1]) >= 9, done.stdout
+    assert "kernels with a matrix product (tt.dot): none" in done.stdout, done.stdout

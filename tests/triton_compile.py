@@ -7,17 +7,26 @@ this catches those, and shared memory or thread counts over the target's limits.
 
 Drives the Triton op bodies over a matrix of dtypes, layouts, U, K, identity, training/eval and both
 eval paths (outputs are garbage: nothing runs), then prints, per kernel, the specializations compiled
-and the largest register and shared memory use. Exits 1 on a compile failure. Must run in a process
-where TRITON_INTERPRET is unset (kernels are compiled or interpreted as their module is imported)."""
+and the largest register and shared memory use, and the kernels whose Triton IR holds a matrix product
+(tt.dot): Triton's combine pass turns sum(a[:, :, None] * b[None, :, :], axis=1) into one, a TF32
+tensor-core product for float32 (Triton 3.6), where every product of these kernels must stay in fp32
+multiply-adds. Exits 1 on a compile failure or such a product. Compiles into a cache folder of its own.
+Must run in a process where TRITON_INTERPRET is unset (kernels are compiled or interpreted as their module
+is imported)."""
 import argparse
+import glob
 import itertools
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 import torch
 import triton
 from triton.backends.compiler import GPUTarget
+
+TRITON_RELEASE = tuple(int(part) for part in triton.__version__.split(".")[:2])
 
 # Shared memory per block each architecture allows (opt-in maximum), as the driver would report it.
 MAX_SHARED = {80: 166912, 86: 101376, 89: 101376, 90: 232448}
@@ -32,8 +41,10 @@ class _Utils:
                 "warpSize": 32, "sm_clock_rate": 1, "mem_clock_rate": 1, "mem_bus_width": 1}
 
     def load_binary(self, name, kernel, shared, device):
-        """(module, function, registers, spills, most threads per block): placeholders; nothing loads."""
-        return object(), 0, 0, 0, 1024
+        """(module, function, registers, spills, most threads per block; Triton before 3.4 takes the first
+        four): placeholders, nothing loads."""
+        binary = (object(), 0, 0, 0, 1024)
+        return binary if TRITON_RELEASE >= (3, 4) else binary[:4]
 
 
 class CompileOnlyDriver:
@@ -124,6 +135,16 @@ def launched_kernels():
                    if name.endswith("_kernel") and isinstance(value, triton.runtime.jit.JITFunction)})
 
 
+def kernels_with_dots(cache_dir):
+    """Names of the compiled kernels whose Triton IR (the .ttir files in Triton's cache) holds a tt.dot."""
+    names = set()
+    for path in glob.glob(os.path.join(cache_dir, "**", "*.ttir"), recursive=True):
+        with open(path) as ir:
+            if "tt.dot" in ir.read():
+                names.add(os.path.basename(path)[:-len(".ttir")])
+    return sorted(names)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 (default 90: Hopper)")
@@ -131,6 +152,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET") == "1":
         sys.exit("unset TRITON_INTERPRET: the kernels must be compiled, not interpreted")
+    cache_dir = tempfile.mkdtemp(prefix="dsa_ops_triton_compile_")
+    os.environ["TRITON_CACHE_DIR"] = cache_dir  # this run's IR alone
     driver = CompileOnlyDriver(args.arch)
     triton.runtime.driver.set_active(driver)
     start, failures = time.perf_counter(), 0
@@ -152,8 +175,11 @@ def main(argv=None):
     missing = sorted(set(launched_kernels()) - set(by_kernel))
     if missing:
         print(f"never compiled: {missing}")
+    with_dots = kernels_with_dots(cache_dir)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    print(f"kernels with a matrix product (tt.dot): {with_dots or 'none'}")
     print(f"kernels compiled: {len(by_kernel)} of {len(launched_kernels())}; failures: {failures}")
-    return 1 if failures or missing else 0
+    return 1 if failures or missing or with_dots else 0
 
 
 if __name__ == "__main__":

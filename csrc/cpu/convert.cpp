@@ -19,8 +19,9 @@ namespace dsa_ops::cpu {
 namespace {
 
 #if DSA_OPS_X86_DISPATCH
+// ATen's capability on x86-64: "AVX2" or "AVX512", else "DEFAULT" (torch 2.4: "NO AVX").
 bool aten_vectorises() {
-  static const bool vectorises = at::get_cpu_capability() != "DEFAULT";
+  static const bool vectorises = at::get_cpu_capability().rfind("AVX", 0) == 0;
   return vectorises;
 }
 

@@ -3,6 +3,8 @@ the host's time to issue it, the profiler's device time and launches of one call
 peak memory a call allocates. On the CPU: torch.utils.benchmark, and how far a call raises the resident
 memory."""
 import collections
+import contextlib
+import io
 import logging
 import resource
 import statistics
@@ -14,12 +16,14 @@ import torch
 def _import_torch_benchmark():
     """torch.utils.benchmark, imported with torch.utils.cpp_extension's logger at ERROR: where torch is a CUDA
     build and no GPU is visible, that import warns "No CUDA runtime is found, using CUDA_HOME=...", which
-    concerns building extensions, not timing, and led every CPU benchmark's output."""
+    concerns building extensions, not timing, and led every CPU benchmark's output (torch 2.4 prints it to
+    stderr instead, which is held back here too)."""
     logger = logging.getLogger("torch.utils.cpp_extension")
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
-        import torch.utils.benchmark as benchmark
+        with contextlib.redirect_stderr(io.StringIO()):
+            import torch.utils.benchmark as benchmark
     finally:
         logger.setLevel(level)
     return benchmark

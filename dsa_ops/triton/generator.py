@@ -42,9 +42,18 @@ def _row_block(ptr, splits, slab, r0, end, cols, BLOCK_R: tl.constexpr, BLOCK_CO
 
 
 @triton.jit
+def _times_transposed(a, b):
+    """(R, N) = a (R, M) @ b (N, M)^T, summed along the last axis with fp32 (fp64) multiply-adds. Every
+    product of these kernels takes this form: Triton's combine pass rewrites the other one,
+    sum(a[:, :, None] * c[None, :, :], axis=1), into a tensor-core dot where both sides are 16 or more,
+    with TF32 inputs for float32 (seen with Triton 3.6), which Triton 3.0 fails to compile for sm_90."""
+    return tl.sum(a[:, None, :] * b[None, :, :], axis=2)
+
+
+@triton.jit
 def _hidden(p, w1):
     """(R, H) = p (R, U) @ w1 (H, U)^T."""
-    return tl.sum(p[:, None, :] * w1[None, :, :], axis=2)
+    return _times_transposed(p, w1)
 
 
 @triton.jit
@@ -53,7 +62,7 @@ def _rows_forward(h, mean, invstd, bn_w, bn_b, w2, taps, BLOCK_K: tl.constexpr):
     n = (h - mean[None, :]) * invstd[None, :]
     scaled = n * bn_w[None, :] + bn_b[None, :]
     a = tl.where(scaled < 0, 0.0, scaled)  # ReLU; a NaN passes, as in torch.relu
-    logits = tl.sum(a[:, None, :] * w2[None, :, :], axis=2)
+    logits = _times_transposed(a, w2)
     k_valid = (tl.arange(0, BLOCK_K) < taps)[None, :]
     logits = tl.where(k_valid, logits, -float("inf"))
     e = tl.where(k_valid, tl.exp(logits - tl.max(logits, axis=1)[:, None]), 0.0)
@@ -138,7 +147,7 @@ def _rows_backward_to_bn(rows_ptr, grad_ptr, grad_splits, r0, end, count, segmen
     _, grad_kernel = _row_block(grad_ptr, grad_splits, count * taps, r0, end, taps, BLOCK_R, BLOCK_K)
     n, a, kernel = _rows_forward(_hidden(p, w1), mean, invstd, bn_w, bn_b, w2, taps, BLOCK_K)
     grad_logits = kernel * (grad_kernel - tl.sum(grad_kernel * kernel, axis=1)[:, None])
-    grad_bn_out = tl.where(a <= 0, 0.0, tl.sum(grad_logits[:, :, None] * w2[None, :, :], axis=1))
+    grad_bn_out = tl.where(a <= 0, 0.0, _times_transposed(grad_logits, tl.trans(w2)))
     return r, p, n, a, kernel, grad_logits, grad_bn_out
 
 
@@ -183,7 +192,7 @@ def _rows_input_grads(rows_ptr, grad_ptr, grad_splits, r0, end, count, segments,
         BLOCK_U, BLOCK_K)
     grad_h = (bn_w[None, :] * grad_bn_out - mean_grad[None, :] - n * projection[None, :]) * invstd[None, :]
     grad_h = tl.where((r < end)[:, None], grad_h, 0.0)
-    return r, p, kernel, grad_h, tl.sum(grad_h[:, :, None] * w1[None, :, :], axis=1)
+    return r, p, kernel, grad_h, _times_transposed(grad_h, tl.trans(w1))
 
 
 @triton.jit
