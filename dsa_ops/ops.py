@@ -51,12 +51,23 @@ except ImportError as error:
     if "undefined symbol" in str(error):  # the mark of a build against another torch
         EXTENSION_ERROR += f" (built against another torch than {torch.__version__}? {REBUILD_HINT})"
 
-MIN_TRITON = (3, 0)
+# The oldest Triton whose interpreter gives the reference's values on every op here (3.0 and 3.1 return
+# garbage even for pooling; their compiled kernels have not been checked on a GPU, so they are refused).
+MIN_TRITON = (3, 2)
+
+
+def _triton_too_old(version):
+    """Why Triton `version` cannot be used (older than MIN_TRITON), or None."""
+    if tuple(int(part) for part in version.split(".")[:2]) < MIN_TRITON:
+        return f"triton {version} is older than {'.'.join(map(str, MIN_TRITON))}"
+    return None
+
+
 try:
     import triton
 
-    if tuple(int(p) for p in triton.__version__.split(".")[:2]) < MIN_TRITON:
-        raise ImportError(f"triton {triton.__version__} is older than {'.'.join(map(str, MIN_TRITON))}")
+    if _triton_too_old(triton.__version__):
+        raise ImportError(_triton_too_old(triton.__version__))
     from .triton import op_bodies as _triton_bodies
 
     TRITON_ERROR = None

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import dsa_ops
-from dsa_ops.ops import _torch_mismatch
+from dsa_ops.ops import _torch_mismatch, _triton_too_old
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -142,3 +142,15 @@ def test_under_another_torch_release_the_extension_is_not_used():
         f"torch 1.0.0: rebuild it against this torch: pip install --no-build-isolation .)",
         "torch.Size([4, 8, 2, 2])"]
     assert "using the 'reference' backend on cpu (cpu: the compiled extension is not usable" in done.stderr
+
+
+
+def test_a_triton_older_than_the_minimum_is_refused():
+    """Triton 3.0 and 3.1 (whose interpreters return garbage for these kernels) are refused with the reason,
+    which backend_status then reports for the triton backend; 3.2 and later, two-digit minors included, are
+    used."""
+    assert _triton_too_old("3.0.0") == "triton 3.0.0 is older than 3.2"
+    assert _triton_too_old("3.1.0") == "triton 3.1.0 is older than 3.2"
+    assert _triton_too_old("2.3.1") == "triton 2.3.1 is older than 3.2"
+    for version in ("3.2.0", "3.6.0", "3.10.1", "4.0.0"):
+        assert _triton_too_old(version) is None
