@@ -270,7 +270,7 @@ def _any_tensor_requires_grad(*args):
     return any(isinstance(arg, torch.Tensor) and arg.requires_grad for arg in args)
 
 
-# torch's C++ version of the test (torch 2.5 and newer), else the same in Python
+# torch's C++ version of the test where it has one (torch 2.4 has not), else the same in Python
 _any_requires_grad = getattr(torch._C, "_any_requires_grad", _any_tensor_requires_grad)
 
 

@@ -43,8 +43,8 @@ def _row_block(ptr, splits, slab, r0, end, cols, BLOCK_R: tl.constexpr, BLOCK_CO
 
 @triton.jit
 def _times_transposed(a, b):
-    """(R, N) = a (R, M) @ b (N, M)^T, summed along the last axis with fp32 (fp64) multiply-adds. Every
-    product of these kernels takes this form: Triton's combine pass rewrites the other one,
+    """(R, N) = a (R, M) @ b (N, M)^T, summed along the last axis with fp32 (fp64) multiply-adds. The
+    products of a row block with a weight matrix take this form: Triton's combine pass rewrites the other one,
     sum(a[:, :, None] * c[None, :, :], axis=1), into a tensor-core dot where both sides are 16 or more,
     with TF32 inputs for float32 (seen with Triton 3.6), which Triton 3.0 fails to compile for sm_90."""
     return tl.sum(a[:, None, :] * b[None, :, :], axis=2)
