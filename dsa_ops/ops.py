@@ -66,8 +66,9 @@ def _triton_too_old(version):
 try:
     import triton
 
-    if _triton_too_old(triton.__version__):
-        raise ImportError(_triton_too_old(triton.__version__))
+    _too_old = _triton_too_old(triton.__version__)
+    if _too_old:
+        raise ImportError(_too_old)
     from .triton import op_bodies as _triton_bodies
 
     TRITON_ERROR = None

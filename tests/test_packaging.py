@@ -144,7 +144,6 @@ def test_under_another_torch_release_the_extension_is_not_used():
     assert "using the 'reference' backend on cpu (cpu: the compiled extension is not usable" in done.stderr
 
 
-
 def test_a_triton_older_than_the_minimum_is_refused():
     """Triton 3.0 and 3.1 (whose interpreters return garbage for these kernels) are refused with the reason,
     which backend_status then reports for the triton backend; 3.2 and later, two-digit minors included, are
