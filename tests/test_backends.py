@@ -140,3 +140,13 @@ def test_inputs_are_read_in_place(rng, backend, layout, copies):
         dsa_ops.dsa_aggregate(x, weight, 4, backend=backend)
     clones = [e.input_shapes for e in prof.events() if e.name == "aten::clone"]
     assert sum(shapes[0] == list(x.shape) for shapes in clones) == copies, clones
+
+
+def test_segment_pool_gradient_keeps_the_sign_of_zero(backend):
+    """A gradient of -0 reaches x as -0, as in the reference (mean's backward divides by S)."""
+    x = torch.zeros((4, 3, 2, 5), device=DEVICE_OF[backend], requires_grad=True)
+    grad = torch.tensor([[[-0.0, 0.0], [0.0, -0.0]], [[-0.0, -0.0], [1.0, -2.0]]])  # (N, C', U)
+    dsa_ops.segment_pool(x, 2, 2, backend=backend).backward(grad.to(x.device))
+    expected = (grad.transpose(1, 2).reshape(4, 2) / 10)[:, :, None, None].expand(4, 2, 2, 5)
+    assert torch.equal(torch.signbit(x.grad[:, :2].cpu()), torch.signbit(expected))
+    assert torch.equal(x.grad[:, :2].cpu(), expected)

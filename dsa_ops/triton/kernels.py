@@ -90,7 +90,7 @@ def _pool_backward_kernel(grad_ptr, out_ptr, o_row, o_ch, o_sp, channels, spatia
     position = c[:, None] * o_ch + s[None, :] * o_sp
     for u in range(0, num_segments):
         grad = tl.load(grad_ptr + (video * channels + c) * num_segments + u, mask=c_mask).to(ACC)
-        values = tl.zeros((BLOCK_C, BLOCK_S), dtype=ACC) + (grad / spatial)[:, None]
+        values = tl.broadcast_to((grad / spatial)[:, None], (BLOCK_C, BLOCK_S))
         tl.store(out_ptr + (video * num_segments + u) * o_row + position, values.to(out_ptr.dtype.element_ty), mask=mask)
 
 
