@@ -1,11 +1,12 @@
-"""The open issues' performance targets read off a benchmark CSV (`dsa-bench --out DIR`, e.g. the bench.csv
-of scripts/gpu_check.sh): per target, how many of its rows meet it and the worst one; with --rows every
-row; with --before-after, where the run timed the *-unfused providers, each backend's rows with the
-generator in a launch of its own beside its fused ones (issue 7). Targets are about wall time as a
-multiple of x.clone() on the same tensor (the CSV's x_clone); the device's own time (gpu_x_clone) is
-shown beside it in --rows. Nothing here times anything.
+"""The open issues' performance targets and tables read off benchmark CSVs (`dsa-bench --out DIR`, e.g. the
+bench.csv and compile.csv of scripts/gpu_check.sh, read as one): per target, how many of its rows meet it
+and the worst one; with --rows every row; with --before-after, where the run timed the *-unfused
+providers, each backend's rows with the generator in a launch of its own beside its fused ones (issue 7);
+with --side-by-side, eager, compiled and each backend per shape and mode (the README's table). Targets
+are about wall time as a multiple of x.clone() on the same tensor (the CSV's x_clone); the device's own
+time (gpu_x_clone) is shown beside it in the tables. Nothing here times anything.
 
-    python -m benchmarks.targets bench.csv [--rows] [--before-after]
+    python -m benchmarks.targets bench.csv [compile.csv] [--rows] [--before-after] [--side-by-side]
 """
 import argparse
 import csv
@@ -46,8 +47,20 @@ TARGETS = (
 )
 
 
+SIDE_BY_SIDE = ("reference", "compile", "cpu", "cuda", "triton")  # --side-by-side's columns, where present
+
+
 def key(row):
     return row["case"], row["split"], row["dtype"]
+
+
+def index(rows):
+    """{(case, split, dtype, mode, provider): row}; where CSVs repeat a row (compile.csv's eager rows), the
+    first CSV's wins."""
+    by = {}
+    for row in rows:
+        by.setdefault((*key(row), row["mode"], row["provider"]), row)
+    return by
 
 
 def value(target, row, by):
@@ -63,7 +76,7 @@ def value(target, row, by):
 
 def checks(rows):
     """(target, row, value, met) for every row a target applies to, in the CSV's order."""
-    by = {(*key(r), r["mode"], r["provider"]): r for r in rows}
+    by = index(rows)
     out = []
     for target in TARGETS:
         for row in rows:
@@ -103,7 +116,7 @@ def row_table(results):
 def before_after(rows):
     """Markdown: each backend's x_clone with the generator in a launch of its own (*-unfused) and fused,
     with launches per call where the profiler counted them; empty where no unfused row was timed."""
-    by = {(*key(r), r["mode"], r["provider"]): r for r in rows}
+    by = index(rows)
     lines = []
     for row in rows:
         if not row["provider"].endswith("-unfused"):
@@ -120,22 +133,44 @@ def before_after(rows):
     return lines
 
 
+def side_by_side(rows):
+    """Markdown: per (case, split, dtype, mode), each provider's time as a multiple of the clone, wall and
+    (where the profiler ran) the device's own: the eager and compiled reference beside the backends."""
+    by = index(rows)
+    providers = [p for p in SIDE_BY_SIDE if any(r["provider"] == p for r in rows)]
+    lines = [f"| case | split | dtype | mode | {' | '.join(providers)} |", f"|{'---|' * (4 + len(providers))}"]
+    for shape_mode in dict.fromkeys((*key(r), r["mode"]) for r in rows if r["provider"] in providers):
+        cells = []
+        for provider in providers:
+            row = by.get((*shape_mode, provider))
+            device = f" / {row['gpu_x_clone']}" if row and row["gpu_x_clone"] else ""
+            cells.append(f"{row['x_clone']}{device}" if row else "-")
+        lines.append(f"| {' | '.join(shape_mode)} | {' | '.join(cells)} |")
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m benchmarks.targets", description=__doc__.split("\n\n")[0])
-    parser.add_argument("csv", help="a benchmark CSV (dsa-bench --out DIR writes DIR/bench.csv)")
+    parser.add_argument("csv", nargs="+", help="benchmark CSVs (dsa-bench --out DIR writes DIR/bench.csv), read as one")
     parser.add_argument("--rows", action="store_true", help="every row each target applies to, as markdown")
     parser.add_argument("--before-after", action="store_true",
                         help="each backend's *-unfused rows beside its fused ones, as markdown")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="per shape and mode, eager, compiled and each backend as multiples of the clone")
     args = parser.parse_args(argv)
-    try:
-        with open(args.csv, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as error:
-        parser.error(f"cannot read {args.csv}: {error.strerror}")
+    rows = []
+    for path in args.csv:
+        try:
+            with open(path, newline="") as f:
+                rows += list(csv.DictReader(f))
+        except OSError as error:
+            parser.error(f"cannot read {path}: {error.strerror}")
+    if args.side_by_side:
+        print("time / x.clone(), wall / device:\n" + "\n".join(side_by_side(rows)) + "\n")
     results = checks(rows)
     if not results:
-        print(f"{args.csv}: no rows of the providers and modes the targets are about (cuda, triton; fwd, full, "
-              f"inference, inplace)")
+        print(f"{' '.join(args.csv)}: no rows of the providers and modes the targets are about (cuda, triton; "
+              f"fwd, full, inference, inplace)")
         return 0
     run = rows[0]  # the device and commit columns are missing from CSVs older than the present schema
     print(f"{run.get('device') or 'device not recorded'}, commit {run.get('commit') or 'not recorded'}: targets on "

@@ -55,6 +55,20 @@ def test_before_after_pairs_each_unfused_row_with_its_fused_row(tmp_path, capsys
     assert "no *-unfused rows" in run(tmp_path, capsys, [row("cuda", "fwd", 1.1)], "--before-after")
 
 
+def test_side_by_side_puts_eager_compiled_and_backends_in_one_row_per_shape_and_mode(tmp_path, capsys):
+    bench = [row("clone", "-", 1.0), row("reference", "fwd", 5.0), row("cuda", "fwd", 1.2),
+             row("triton", "fwd", 1.5), row("reference", "fwd", 9.0, dtype="bfloat16"),
+             row("cuda", "fwd", 2.0, dtype="bfloat16")]
+    bench[2]["gpu_x_clone"] = "1.05"
+    compiled = [row("reference", "fwd", 7.0), row("compile", "fwd", 4.0)]  # its eager row: bench.csv's wins
+    report.write_csv(compiled, tmp_path / "compile.csv")
+    out = run(tmp_path, capsys, bench, str(tmp_path / "compile.csv"), "--side-by-side")
+    assert "| case | split | dtype | mode | reference | compile | cuda | triton |" in out
+    assert "| i3d-layer3 | 0.125 | float32 | fwd | 5.00 | 4.00 | 1.20 / 1.05 | 1.50 |" in out
+    assert "| i3d-layer3 | 0.125 | bfloat16 | fwd | 9.00 | - | 2.00 | - |" in out
+    assert "issue 3: cuda fwd <= 1.3x clone: met 1 of 2; worst 2.00" in out  # the targets follow
+
+
 def test_a_csv_without_gpu_rows_says_so(tmp_path, capsys):
     out = run(tmp_path, capsys, [row("clone", "-", 1.0), row("cpu", "fwd", 3.0), row("reference", "fwd", 9.0)])
     assert "no rows of the providers and modes the targets are about" in out
