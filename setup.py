@@ -16,6 +16,17 @@ import subprocess
 import sys
 import sysconfig
 
+import setuptools
+
+# The package's name, version and dependencies are in pyproject.toml, which setuptools reads from 61 on
+# (64: editable installs). pip's build isolation installs one that new; --no-build-isolation uses the
+# environment's, which may be older (a Python 3.9 venv has 58.1) and would install a package named UNKNOWN.
+MIN_SETUPTOOLS = 64
+if int(setuptools.__version__.split(".")[0]) < MIN_SETUPTOOLS:
+    sys.exit(f"dsa_ops: setuptools {setuptools.__version__} is older than {MIN_SETUPTOOLS}, the first to read this "
+             f"package's metadata from pyproject.toml as it needs (an older one installs it as UNKNOWN 0.0.0): "
+             f"pip install --upgrade setuptools, then install again")
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_CUDA_ARCHS = "8.0;8.6;8.9;9.0+PTX"
 

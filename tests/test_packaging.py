@@ -1,7 +1,7 @@
 """The source distribution carries what a build from it needs; where the CUDA kernels cannot be built
 (an nvcc of another CUDA major version than torch's, a failing CUDA compile), the build says why and
 installs the CPU kernels alone, the reason reported by backend_status(); an extension built against
-another torch release is not used."""
+another torch release is not used; a setuptools too old for the pyproject metadata stops the build."""
 import json
 import os
 import shutil
@@ -40,6 +40,18 @@ def test_sdist_holds_every_native_source_and_header(tmp_path):
     python = source_files("dsa_ops", (".py",))
     assert sorted(set(python) - packed) == []
     assert {"setup.py", "pyproject.toml", "README.md"} <= packed
+
+
+def test_a_setuptools_too_old_for_the_pyproject_metadata_stops_the_build_and_says_so(tmp_path):
+    """With --no-build-isolation the environment's setuptools builds; before 61 it ignores pyproject.toml's
+    [project] table and would install the package as UNKNOWN 0.0.0."""
+    (tmp_path / "sitecustomize.py").write_text("import setuptools\nsetuptools.__version__ = '58.1.0'\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    done = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 1
+    assert "setuptools 58.1.0 is older than 64" in done.stderr and "pip install --upgrade setuptools" in done.stderr
+    done = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "dsa_ops", done.stdout + done.stderr
 
 
 def fake_toolkit(folder, release):
