@@ -21,8 +21,10 @@ import setuptools
 # The package's name, version and dependencies are in pyproject.toml, which setuptools reads from 61 on
 # (64: editable installs). pip's build isolation installs one that new; --no-build-isolation uses the
 # environment's, which may be older (a Python 3.9 venv has 58.1) and would install a package named UNKNOWN.
+# Building the extension in place (build_ext, as scripts/gpu_check.sh does) needs no metadata: any version.
 MIN_SETUPTOOLS = 64
-if int(setuptools.__version__.split(".")[0]) < MIN_SETUPTOOLS:
+METADATA_COMMANDS = {"egg_info", "dist_info", "bdist_wheel", "editable_wheel", "sdist", "develop", "install"}
+if int(setuptools.__version__.split(".")[0]) < MIN_SETUPTOOLS and METADATA_COMMANDS & set(sys.argv[1:]):
     sys.exit(f"dsa_ops: setuptools {setuptools.__version__} is older than {MIN_SETUPTOOLS}, the first to read this "
              f"package's metadata from pyproject.toml as it needs (an older one installs it as UNKNOWN 0.0.0): "
              f"pip install --upgrade setuptools, then install again")

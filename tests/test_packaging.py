@@ -42,16 +42,21 @@ def test_sdist_holds_every_native_source_and_header(tmp_path):
     assert {"setup.py", "pyproject.toml", "README.md"} <= packed
 
 
-def test_a_setuptools_too_old_for_the_pyproject_metadata_stops_the_build_and_says_so(tmp_path):
+def test_a_setuptools_too_old_for_the_pyproject_metadata_stops_an_install_but_not_an_in_place_build(tmp_path):
     """With --no-build-isolation the environment's setuptools builds; before 61 it ignores pyproject.toml's
-    [project] table and would install the package as UNKNOWN 0.0.0."""
+    [project] table and would install the package as UNKNOWN 0.0.0. build_ext alone needs no metadata."""
     (tmp_path / "sitecustomize.py").write_text("import setuptools\nsetuptools.__version__ = '58.1.0'\n")
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    done = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, env=env, capture_output=True, text=True)
+    old = dict(os.environ, PYTHONPATH=str(tmp_path))
+    metadata = ["setup.py", "-q", "egg_info", "--egg-base", str(tmp_path)]
+    done = subprocess.run([sys.executable, *metadata], cwd=ROOT, env=old, capture_output=True, text=True)
     assert done.returncode == 1
     assert "setuptools 58.1.0 is older than 64" in done.stderr and "pip install --upgrade setuptools" in done.stderr
-    done = subprocess.run([sys.executable, "setup.py", "--name"], cwd=ROOT, capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.splitlines()[-1] == "dsa_ops", done.stdout + done.stderr
+    done = subprocess.run([sys.executable, *metadata], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Name: dsa_ops" in (tmp_path / "dsa_ops.egg-info" / "PKG-INFO").read_text().splitlines()
+    done = subprocess.run([sys.executable, "setup.py", "build_ext", "--help"], cwd=ROOT, env=old, capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and "--inplace" in done.stdout, done.stdout + done.stderr
 
 
 def fake_toolkit(folder, release):
