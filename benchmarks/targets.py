@@ -23,14 +23,18 @@ class Target:
     what: str          # "x_clone": the row's time / clone; "vs_cuda": its time / cuda's; "vs_eager": eager's / its
     splits: tuple = ()  # the splits it applies to; empty: all
 
+    @property
+    def higher_is_better(self):
+        return self.what == "vs_eager"
+
     def describe(self):
-        relation = ">=" if self.what == "vs_eager" else "<="
+        relation = ">=" if self.higher_is_better else "<="
         unit = {"x_clone": "x clone", "vs_cuda": "x cuda", "vs_eager": "x faster than eager"}[self.what]
         where = f" at split {', '.join(self.splits)}" if self.splits else ""
         return f"issue {self.issue}: {self.provider} {self.mode} {relation} {self.limit:g}{unit}{where}"
 
     def met(self, value):
-        return value >= self.limit if self.what == "vs_eager" else value <= self.limit
+        return value >= self.limit if self.higher_is_better else value <= self.limit
 
 
 TARGETS = (
@@ -97,7 +101,7 @@ def summary_lines(results):
         mine = [(row, measured, met) for t, row, measured, met in results if t is target]
         if not mine:
             continue
-        pick = min if target.what == "vs_eager" else max
+        pick = min if target.higher_is_better else max
         row, measured, _ = pick(mine, key=lambda item: item[1])
         lines.append(f"{target.describe()}: met {sum(met for _, _, met in mine)} of {len(mine)}; worst {measured:.2f} "
                      f"({row['case']} split {row['split']} {row['dtype']})")
