@@ -1,4 +1,4 @@
-"""The open issues' performance targets and tables read off benchmark CSVs (`dsa-bench --out DIR`, e.g. the
+"""The issues' performance targets and tables read off benchmark CSVs (`dsa-bench --out DIR`, e.g. the
 bench.csv and compile.csv of scripts/gpu_check.sh, read as one): per target, how many of its rows meet it
 and the worst one; with --rows every row; with --before-after, where the run timed the *-unfused
 providers, each backend's rows with the generator in a launch of its own beside its fused ones (issue 7);

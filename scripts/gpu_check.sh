@@ -9,7 +9,7 @@
 # (time-boxed: every shape compiles afresh). The whole check keeps to a budget (GPU_CHECK_BUDGET seconds,
 # 540 by default: the device tool stops a call at 600): each step gets its own limit or what is left of
 # the budget, whichever is less, a step with no time left is skipped, and the summary is always printed
-# (with the open issues' performance targets, met or missed: benchmarks/targets.py).
+# (with the issues' performance targets, met or missed: benchmarks/targets.py).
 # Writes under $OUT seven files at most (the device tool brings back eight): checks.log (every step's
 # output but the suite's, each line led by "[step] ", and the summary), pytest.log (the suite),
 # bench.csv/md/png, kernels.csv (where each provider's GPU time goes, per kernel) and compile.csv (the
