@@ -69,13 +69,14 @@ def test_a_setuptools_too_old_for_the_pyproject_metadata_stops_an_install_but_no
 
 @needs_new_setuptools
 def test_the_metadata_comes_from_pyproject(tmp_path):
-    """Not UNKNOWN: the name as pyproject.toml gives it, compared as pip compares names (setuptools 65
-    writes it dsa-ops, 84 dsa_ops)."""
+    """Not UNKNOWN 0.0.0: the name as pyproject.toml gives it, compared as pip compares names (setuptools
+    65 writes it dsa-ops, 84 dsa_ops), and the version dsa_ops.__version__."""
     done = subprocess.run([sys.executable, *egg_info(tmp_path)], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     pkg_info = (tmp_path / "dsa_ops.egg-info" / "PKG-INFO").read_text().splitlines()
     (name,) = [line.split(":", 1)[1].strip() for line in pkg_info if line.startswith("Name:")]
     assert re.sub(r"[-_.]+", "-", name).lower() == "dsa-ops", pkg_info
+    assert f"Version: {dsa_ops.__version__}" in pkg_info
 
 
 def fake_toolkit(folder, release):
