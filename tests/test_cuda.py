@@ -4,13 +4,18 @@ import torch
 
 import dsa_ops
 from dsa_ops import reference
-from helpers import KERNEL_BACKENDS, assert_close, make_input, randomize_generator
+from helpers import DEVICE_OF, KERNEL_BACKENDS, assert_close, backend_param, make_input, randomize_generator
 
 pytestmark = [p.marks[0] for p in KERNEL_BACKENDS if p.values == ("cuda",)]
 
 
-def test_cuda_graph_capture_and_replay(rng):
-    module = randomize_generator(dsa_ops.DSAConv(32, split_ratio=0.25, backend="cuda"), rng).cuda()
+# Triton's compiled kernels too (not its interpreter): no autotuning and no device value read back, so a
+# training step captures; the warm-up compiles its kernels before the capture.
+@pytest.mark.parametrize("backend", ["cuda", pytest.param("triton", marks=[
+    *backend_param("triton").marks,
+    pytest.mark.skipif(DEVICE_OF["triton"] != "cuda", reason="Triton's interpreter runs on CPU tensors")])])
+def test_cuda_graph_capture_and_replay(rng, backend):
+    module = randomize_generator(dsa_ops.DSAConv(32, split_ratio=0.25, backend=backend), rng).cuda()
     static_x = make_input((8, 32, 2, 7, 7), generator=rng, device="cuda", requires_grad=True)
     grad = make_input(static_x.shape, generator=rng, device="cuda")
     stream = torch.cuda.Stream()
@@ -32,7 +37,7 @@ def test_cuda_graph_capture_and_replay(rng):
         static_x.grad.zero_()
         graph.replay()
         x_eager = new_x.clone().requires_grad_(True)
-        eager = dsa_ops.DSAConv(32, split_ratio=0.25, backend="cuda").cuda()
+        eager = dsa_ops.DSAConv(32, split_ratio=0.25, backend=backend).cuda()
         eager.load_state_dict(module.state_dict())
         y_eager = eager(x_eager)
         y_eager.backward(grad)
