@@ -18,9 +18,10 @@ import sysconfig
 
 import setuptools
 
-# The package's name, version and dependencies are in pyproject.toml, which setuptools reads from 61 on
-# (64: editable installs). pip's build isolation installs one that new; --no-build-isolation uses the
-# environment's, which may be older (a Python 3.9 venv has 58.1) and would install a package named UNKNOWN.
+# The package's name, version (dsa_ops.__version__) and dependencies are in pyproject.toml, which setuptools
+# reads from 61 on (64: editable installs). pip's build isolation installs one that new;
+# --no-build-isolation uses the environment's, which may be older (a Python 3.9 venv has 58.1) and would
+# install a package named UNKNOWN.
 # Building the extension in place (build_ext, as scripts/gpu_check.sh does) needs no metadata: any version.
 MIN_SETUPTOOLS = 64
 METADATA_COMMANDS = {"egg_info", "dist_info", "bdist_wheel", "editable_wheel", "sdist", "develop", "install"}
