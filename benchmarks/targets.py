@@ -141,7 +141,8 @@ def side_by_side(rows):
     """Markdown: per (case, split, dtype, mode), each provider's time as a multiple of the clone, wall and
     (where the profiler ran) the device's own: the eager and compiled reference beside the backends."""
     by = index(rows)
-    providers = [p for p in SIDE_BY_SIDE if any(r["provider"] == p for r in rows)]
+    present = {r["provider"] for r in rows}
+    providers = [p for p in SIDE_BY_SIDE if p in present]
     lines = [f"| case | split | dtype | mode | {' | '.join(providers)} |", f"|{'---|' * (4 + len(providers))}"]
     for shape_mode in dict.fromkeys((*key(r), r["mode"]) for r in rows if r["provider"] in providers):
         cells = []
@@ -166,7 +167,7 @@ def main(argv=None):
     for path in args.csv:
         try:
             with open(path, newline="") as f:
-                rows += list(csv.DictReader(f))
+                rows.extend(csv.DictReader(f))
         except OSError as error:
             parser.error(f"cannot read {path}: {error.strerror}")
     if args.side_by_side:
