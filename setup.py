@@ -23,6 +23,7 @@ import setuptools
 # --no-build-isolation uses the environment's, which may be older (a Python 3.9 venv has 58.1) and would
 # install a package named UNKNOWN.
 # Building the extension in place (build_ext, as scripts/gpu_check.sh does) needs no metadata: any version.
+# pyproject.toml's build-system asks for the same (tests/test_packaging.py checks that they agree).
 MIN_SETUPTOOLS = 64
 METADATA_COMMANDS = {"egg_info", "dist_info", "bdist_wheel", "editable_wheel", "sdist", "develop", "install"}
 if int(setuptools.__version__.split(".")[0]) < MIN_SETUPTOOLS and METADATA_COMMANDS & set(sys.argv[1:]):

@@ -2,6 +2,7 @@
 (an nvcc of another CUDA major version than torch's, a failing CUDA compile), the build says why and
 installs the CPU kernels alone, the reason reported by backend_status(); an extension built against
 another torch release is not used; a setuptools too old for the pyproject metadata stops the build."""
+import ast
 import json
 import os
 import re
@@ -30,9 +31,25 @@ def egg_info(folder):
     return ["setup.py", "-q", "egg_info", "--egg-base", str(folder)]
 
 
-# this environment's setuptools writes the metadata only from 64 on (setup.py refuses an older one)
-needs_new_setuptools = pytest.mark.skipif(int(setuptools.__version__.split(".")[0]) < 64,
-                                          reason=f"setuptools {setuptools.__version__} is older than 64")
+def setup_py_min_setuptools():
+    """setup.py's MIN_SETUPTOOLS, read off its source (importing setup.py runs it)."""
+    with open(os.path.join(ROOT, "setup.py")) as f:
+        tree = ast.parse(f.read())
+    (value,) = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
+                and [getattr(target, "id", None) for target in node.targets] == ["MIN_SETUPTOOLS"]]
+    return value
+
+
+MIN_SETUPTOOLS = setup_py_min_setuptools()
+# this environment's setuptools writes the metadata only from MIN_SETUPTOOLS on (setup.py refuses an older one)
+needs_new_setuptools = pytest.mark.skipif(int(setuptools.__version__.split(".")[0]) < MIN_SETUPTOOLS,
+                                          reason=f"setuptools {setuptools.__version__} is older than {MIN_SETUPTOOLS}")
+
+
+def test_setup_py_and_pyproject_ask_for_the_same_setuptools():
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        (requires,) = re.findall(r'"setuptools>=(\d+)"', f.read())
+    assert int(requires) == MIN_SETUPTOOLS
 
 
 @needs_new_setuptools
@@ -61,7 +78,7 @@ def test_a_setuptools_too_old_for_the_pyproject_metadata_stops_an_install_but_no
     old = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, *egg_info(tmp_path)], cwd=ROOT, env=old, capture_output=True, text=True)
     assert done.returncode == 1
-    assert "setuptools 58.1.0 is older than 64" in done.stderr and "pip install --upgrade setuptools" in done.stderr
+    assert f"setuptools 58.1.0 is older than {MIN_SETUPTOOLS}" in done.stderr and "pip install --upgrade setuptools" in done.stderr
     done = subprocess.run([sys.executable, "setup.py", "build_ext", "--help"], cwd=ROOT, env=old, capture_output=True,
                           text=True)
     assert done.returncode == 0 and "--inplace" in done.stdout, done.stdout + done.stderr
