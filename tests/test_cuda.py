@@ -9,11 +9,15 @@ from helpers import DEVICE_OF, KERNEL_BACKENDS, assert_close, backend_param, mak
 pytestmark = [p.marks[0] for p in KERNEL_BACKENDS if p.values == ("cuda",)]
 
 
-# Triton's compiled kernels too (not its interpreter): no autotuning and no device value read back, so a
-# training step captures; the warm-up compiles its kernels before the capture.
-@pytest.mark.parametrize("backend", ["cuda", pytest.param("triton", marks=[
+# The backends of CUDA tensors: the CUDA kernels, and Triton's compiled ones (not its interpreter).
+ON_THE_GPU = ["cuda", pytest.param("triton", marks=[
     *backend_param("triton").marks,
-    pytest.mark.skipif(DEVICE_OF["triton"] != "cuda", reason="Triton's interpreter runs on CPU tensors")])])
+    pytest.mark.skipif(DEVICE_OF["triton"] != "cuda", reason="Triton's interpreter runs on CPU tensors")])]
+
+
+# Triton: no autotuning and no device value read back, so a training step captures; the warm-up compiles
+# its kernels before the capture.
+@pytest.mark.parametrize("backend", ON_THE_GPU)
 def test_cuda_graph_capture_and_replay(rng, backend):
     module = randomize_generator(dsa_ops.DSAConv(32, split_ratio=0.25, backend=backend), rng).cuda()
     static_x = make_input((8, 32, 2, 7, 7), generator=rng, device="cuda", requires_grad=True)
@@ -77,17 +81,19 @@ def test_second_device(rng):
 
 
 @pytest.mark.slow
-def test_more_than_2_pow_31_elements():
-    """64-bit indexing: a half tensor of 2^31 + 2^20 elements, each segment a constant u + 1."""
+@pytest.mark.parametrize("backend", ON_THE_GPU)
+def test_more_than_2_pow_31_elements(backend):
+    """64-bit indexing: a half tensor of 2^31 + 2^20 elements, each segment a constant u + 1 (on Triton
+    also more S tiles than a grid axis holds: tests/test_triton_grids.py)."""
     spatial = (2**31 + 2**20) // 8
     x = torch.empty(4, 2, spatial // 1024, 1024, dtype=torch.float16, device="cuda")
     for u in range(4):
         x[u].fill_(u + 1)
     weight = torch.tensor([[[0.25, 0.5, 0.25]]], device="cuda")
-    y = dsa_ops.dsa_aggregate(x, weight, 4, backend="cuda")
+    y = dsa_ops.dsa_aggregate(x, weight, 4, backend=backend)
     for u, expected in enumerate([1.0, 2.0, 3.0, 2.75]):
         assert y[u, 0].amin().item() == expected and y[u, 0].amax().item() == expected
         assert torch.equal(y[u, 1], x[u, 1])
     del y
-    pooled = dsa_ops.segment_pool(x, 4, 2, backend="cuda")
+    pooled = dsa_ops.segment_pool(x, 4, 2, backend=backend)
     torch.testing.assert_close(pooled.cpu(), torch.arange(1.0, 5.0).expand(1, 2, 4))

@@ -6,14 +6,15 @@ this catches those, and shared memory or thread counts over the target's limits.
     python tests/triton_compile.py [--arch 90] [--full]
 
 Drives the Triton op bodies over a matrix of dtypes, layouts, U, K, identity, training/eval and both
-eval paths (outputs are garbage: nothing runs), then prints, per kernel, the specializations compiled
-and the largest register and shared memory use, and the kernels whose Triton IR holds a matrix product
-(tt.dot): Triton's combine pass turns sum(a[:, :, None] * b[None, :, :], axis=1) into one, a TF32
-tensor-core product for float32 (Triton 3.6), where every product of these kernels must stay in fp32
-multiply-adds. Exits 1 on a compile failure or such a product. Compiles into a cache folder of its own.
-Must run in a process where TRITON_INTERPRET is unset (kernels are compiled or interpreted as their module
-is imported)."""
+eval paths, and once with programs taking runs of S tiles (outputs are garbage: nothing runs), then
+prints, per kernel, the specializations compiled and the largest register and shared memory use, and the
+kernels whose Triton IR holds a matrix product (tt.dot): Triton's combine pass turns
+sum(a[:, :, None] * b[None, :, :], axis=1) into one, a TF32 tensor-core product for float32 (Triton 3.6),
+where every product of these kernels must stay in fp32 multiply-adds. Exits 1 on a compile failure or
+such a product. Compiles into a cache folder of its own. Must run in a process where TRITON_INTERPRET is
+unset (kernels are compiled or interpreted as their module is imported)."""
 import argparse
+import functools
 import glob
 import itertools
 import os
@@ -127,6 +128,19 @@ def run_ops(x, segments, taps, identity):
         op_bodies.dsa_forward_(x.clone(), *params, segments, channels, training, 1e-5, identity)
 
 
+def run_ops_in_runs():
+    """run_ops on one case with the grid's limit on its S axis lowered to 2 programs: the kernels gridded
+    over S tiles compile as they run where S has more tiles than a grid axis holds (a run of tiles per
+    program); the other kernels are those of the same case in cases()."""
+    from dsa_ops.triton import launch_sizes
+
+    limit, launch_sizes.MAX_GRID_YZ = launch_sizes.MAX_GRID_YZ, 2
+    try:
+        run_ops(_input(4, 5, "channels_last", torch.float32), 4, 3, False)  # S = 105: 4 tiles of 32
+    finally:
+        launch_sizes.MAX_GRID_YZ = limit
+
+
 def launched_kernels():
     """Names of the kernels the Triton backend launches (its @triton.jit functions named *_kernel)."""
     from dsa_ops.triton import eval_forward, fused, generator, kernels
@@ -157,13 +171,16 @@ def main(argv=None):
     driver = CompileOnlyDriver(args.arch)
     triton.runtime.driver.set_active(driver)
     start, failures = time.perf_counter(), 0
-    for dtype, layout, (segments, taps), dims, identity in cases(args.full):
+    jobs = [(f"{dtype} {layout} U={segments} K={taps} {dims}D identity={identity}",
+             functools.partial(run_ops, _input(segments, dims, layout, dtype), segments, taps, identity))
+            for dtype, layout, (segments, taps), dims, identity in cases(args.full)]
+    jobs.append(("runs of S tiles per program", run_ops_in_runs))
+    for label, job in jobs:
         try:
-            run_ops(_input(segments, dims, layout, dtype), segments, taps, identity)
+            job()
         except Exception as error:  # a compile error: report the case and go on
             failures += 1
-            print(f"FAILED {dtype} {layout} U={segments} K={taps} {dims}D identity={identity}: "
-                  f"{type(error).__name__}: {error}")
+            print(f"FAILED {label}: {type(error).__name__}: {error}")
     by_kernel = {}
     for name, metadata in driver.compiled:
         by_kernel.setdefault(name, []).append(metadata)

@@ -3,7 +3,8 @@ grad_input as its tap-reversed twin, grad_weight), on (rows, C, S) planes from _
 
 Launch parameters follow a documented heuristic, not an autotuner (nothing to tune inside a CUDA-graph
 capture): each program owns a tile of BLOCK_C channels x BLOCK_S positions laid along the input's
-unit-stride axis, 4 x 256 for contiguous inputs (s fastest) and 32 x 32 for channels-last ones.
+unit-stride axis, 4 x 256 for contiguous inputs (s fastest) and 32 x 32 for channels-last ones; where S has
+more tiles than a grid axis may hold (65535), a run of tiles (launch_sizes.grid_runs).
 Offsets are computed in int64 so tensors over 2^31 elements work. Values are accumulated in float32
 (float64 for double inputs); means divide by the integer S in that dtype, since a float scalar argument
 would reach the kernel as float32."""
@@ -14,7 +15,7 @@ import triton
 import triton.language as tl
 
 from .._layout import accumulate_dtype, empty_output, plane_strides, spatial_size
-from .launch_sizes import cdiv, next_power_of_2
+from .launch_sizes import cdiv, grid_runs, next_power_of_2
 
 
 def _tile(strides):
@@ -32,6 +33,13 @@ def _segment_in_range(like, v, num_segments):
     every Triton version (the 3.9 interpreter included) accept it as a mask."""
     segment = tl.zeros_like(like) + v
     return (segment >= 0) & (segment < num_segments)
+
+
+@triton.jit
+def _first_position(i, tiles_per_program, BLOCK_S: tl.constexpr):
+    """The first position s of the i-th of this program's S tiles: grid axis 2 deals out runs of
+    tiles_per_program tiles of BLOCK_S (launch_sizes.grid_runs)."""
+    return (tl.program_id(2).to(tl.int64) * tiles_per_program + i) * BLOCK_S
 
 
 @triton.jit
@@ -78,20 +86,22 @@ def _pool_kernel(x_ptr, out_ptr, x_row, x_ch, x_sp, channels, spatial, num_segme
 
 
 @triton.jit
-def _pool_backward_kernel(grad_ptr, out_ptr, o_row, o_ch, o_sp, channels, spatial, num_segments,
+def _pool_backward_kernel(grad_ptr, out_ptr, o_row, o_ch, o_sp, channels, spatial, num_segments, tiles_per_program,
                           ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     # Memory plan: reads (N, C', U) gradients, writes the C' channels of grad_x once.
-    # Grid: (N, C' tiles, S tiles).
+    # Grid: (N, C' tiles, runs of tiles_per_program S tiles).
     video = tl.program_id(0).to(tl.int64)
     c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
-    s = (tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)).to(tl.int64)
     c_mask = c < channels
-    mask = c_mask[:, None] & (s < spatial)[None, :]
-    position = c[:, None] * o_ch + s[None, :] * o_sp
-    for u in range(0, num_segments):
-        grad = tl.load(grad_ptr + (video * channels + c) * num_segments + u, mask=c_mask).to(ACC)
-        values = tl.broadcast_to((grad / spatial)[:, None], (BLOCK_C, BLOCK_S))
-        tl.store(out_ptr + (video * num_segments + u) * o_row + position, values.to(out_ptr.dtype.element_ty), mask=mask)
+    for i in range(0, tiles_per_program):
+        s = _first_position(i, tiles_per_program, BLOCK_S) + tl.arange(0, BLOCK_S)
+        mask = c_mask[:, None] & (s < spatial)[None, :]
+        position = c[:, None] * o_ch + s[None, :] * o_sp
+        for u in range(0, num_segments):
+            grad = tl.load(grad_ptr + (video * channels + c) * num_segments + u, mask=c_mask).to(ACC)
+            values = tl.broadcast_to((grad / spatial)[:, None], (BLOCK_C, BLOCK_S))
+            tl.store(out_ptr + (video * num_segments + u) * o_row + position, values.to(out_ptr.dtype.element_ty),
+                     mask=mask)
 
 
 @triton.jit
@@ -130,15 +140,16 @@ def _aggregate_tile(x_ptr, y_ptr, w_ptr, pooled_ptr, video, c, s, x_row, x_ch, x
 
 @triton.jit
 def _aggregate_kernel(x_ptr, y_ptr, w_ptr, pooled_ptr, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels, all_channels,
-                      spatial, num_segments, kernel_size, IDENTITY: tl.constexpr, HAS_POOLED: tl.constexpr,
-                      ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+                      spatial, num_segments, kernel_size, tiles_per_program, IDENTITY: tl.constexpr,
+                      HAS_POOLED: tl.constexpr, ACC: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     # Memory plan: see _aggregate_tile; x is read once from DRAM and y written once, the passthrough copy
-    # included. Grid: (N, C tiles, S tiles).
+    # included. Grid: (N, C tiles, runs of tiles_per_program S tiles).
     video = tl.program_id(0).to(tl.int64)
     c = (tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)).to(tl.int64)
-    s = (tl.program_id(2) * BLOCK_S + tl.arange(0, BLOCK_S)).to(tl.int64)
-    _aggregate_tile(x_ptr, y_ptr, w_ptr, pooled_ptr, video, c, s, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels,
-                    all_channels, spatial, num_segments, kernel_size, IDENTITY, HAS_POOLED, ACC, BLOCK_C, BLOCK_S)
+    for i in range(0, tiles_per_program):
+        s = _first_position(i, tiles_per_program, BLOCK_S) + tl.arange(0, BLOCK_S)
+        _aggregate_tile(x_ptr, y_ptr, w_ptr, pooled_ptr, video, c, s, x_row, x_ch, x_sp, y_row, y_ch, y_sp, channels,
+                        all_channels, spatial, num_segments, kernel_size, IDENTITY, HAS_POOLED, ACC, BLOCK_C, BLOCK_S)
 
 
 @triton.jit
@@ -165,17 +176,18 @@ def _aggregate_inplace_block(x_ptr, w_ptr, video, c, s, inside, x_row, x_ch, x_s
 
 @triton.jit
 def _aggregate_inplace_kernel(x_ptr, w_ptr, x_row, x_ch, x_sp, channels, spatial, num_segments, kernel_size,
-                              IDENTITY: tl.constexpr, ACC: tl.constexpr, BLOCK_U: tl.constexpr,
+                              tiles_per_program, IDENTITY: tl.constexpr, ACC: tl.constexpr, BLOCK_U: tl.constexpr,
                               BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
-    # In place: x's first C' channels replaced by their aggregation, a program per (video, channel tile,
-    # s tile) block, the tile's positions p = (channel, s) on one axis. Memory plan: reads the C'
-    # channels of x once, writes them once. Grid: (N, C' tiles, S tiles).
+    # In place: x's first C' channels replaced by their aggregation, a (video, channel tile, s tile)
+    # block at a time, the tile's positions p = (channel, s) on one axis. Memory plan: reads the C'
+    # channels of x once, writes them once. Grid: (N, C' tiles, runs of tiles_per_program S tiles).
     video = tl.program_id(0).to(tl.int64)
     p = tl.arange(0, BLOCK_C * BLOCK_S)
     c = tl.program_id(1).to(tl.int64) * BLOCK_C + p // BLOCK_S
-    s = tl.program_id(2).to(tl.int64) * BLOCK_S + p % BLOCK_S
-    _aggregate_inplace_block(x_ptr, w_ptr, video, c, s, (c < channels) & (s < spatial), x_row, x_ch, x_sp, channels,
-                             num_segments, kernel_size, IDENTITY, ACC, BLOCK_U)
+    for i in range(0, tiles_per_program):
+        s = _first_position(i, tiles_per_program, BLOCK_S) + p % BLOCK_S
+        _aggregate_inplace_block(x_ptr, w_ptr, video, c, s, (c < channels) & (s < spatial), x_row, x_ch, x_sp,
+                                 channels, num_segments, kernel_size, IDENTITY, ACC, BLOCK_U)
 
 
 @triton.jit
@@ -246,9 +258,10 @@ def pool_backward(grad_pooled, x, num_segments):
     strides = plane_strides(grad_x)
     block_c, block_s = _tile(strides)
     if grad_x.numel():
-        grid = (videos, cdiv(channels, block_c), cdiv(spatial, block_s))
-        _pool_backward_kernel[grid](grad_pooled, grad_x, *strides, channels, spatial, num_segments,
-                                    ACC=_acc(x.dtype), BLOCK_C=block_c, BLOCK_S=block_s)
+        runs, tiles_per_program = grid_runs(cdiv(spatial, block_s))
+        _pool_backward_kernel[(videos, cdiv(channels, block_c), runs)](
+            grad_pooled, grad_x, *strides, channels, spatial, num_segments, tiles_per_program, ACC=_acc(x.dtype),
+            BLOCK_C=block_c, BLOCK_S=block_s)
     grad_x.narrow(1, channels, x.shape[1] - channels).zero_()
     return grad_x
 
@@ -263,12 +276,12 @@ def aggregate(x, weight, num_segments, identity, grad_pooled=None):
     x_strides, y_strides = plane_strides(x), plane_strides(y)
     block_c, block_s = _tile(x_strides)
     if y.numel():
-        grid = (videos, cdiv(x.shape[1], block_c), cdiv(spatial, block_s))
+        runs, tiles_per_program = grid_runs(cdiv(spatial, block_s))
         pooled = weight if grad_pooled is None else grad_pooled
-        _aggregate_kernel[grid](x, y, weight, pooled, *x_strides, *y_strides, channels, x.shape[1], spatial,
-                                num_segments, kernel_size, IDENTITY=bool(identity),
-                                HAS_POOLED=grad_pooled is not None, ACC=_acc(x.dtype), BLOCK_C=block_c,
-                                BLOCK_S=block_s)
+        _aggregate_kernel[(videos, cdiv(x.shape[1], block_c), runs)](
+            x, y, weight, pooled, *x_strides, *y_strides, channels, x.shape[1], spatial, num_segments, kernel_size,
+            tiles_per_program, IDENTITY=bool(identity), HAS_POOLED=grad_pooled is not None, ACC=_acc(x.dtype),
+            BLOCK_C=block_c, BLOCK_S=block_s)
     return y
 
 
@@ -296,10 +309,10 @@ def aggregate_inplace(x, weight, num_segments, identity):
     strides = plane_strides(x)
     block_u, block_c, block_s = _inplace_tile(strides, num_segments)
     if videos * channels * spatial:
-        grid = (videos, cdiv(channels, block_c), cdiv(spatial, block_s))
-        _aggregate_inplace_kernel[grid](x, weight, *strides, channels, spatial, num_segments, kernel_size,
-                                        IDENTITY=bool(identity), ACC=_acc(x.dtype), BLOCK_U=block_u,
-                                        BLOCK_C=block_c, BLOCK_S=block_s)
+        runs, tiles_per_program = grid_runs(cdiv(spatial, block_s))
+        _aggregate_inplace_kernel[(videos, cdiv(channels, block_c), runs)](
+            x, weight, *strides, channels, spatial, num_segments, kernel_size, tiles_per_program,
+            IDENTITY=bool(identity), ACC=_acc(x.dtype), BLOCK_U=block_u, BLOCK_C=block_c, BLOCK_S=block_s)
 
 
 def _splits(programs, spatial, block_s, device):
