@@ -35,10 +35,11 @@ void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared_byte
 
 inline int64_t multiprocessor_count() { return at::cuda::getCurrentDeviceProperties()->multiProcessorCount; }
 
-// The block's dynamic shared memory (the launch's shared_bytes).
+// The block's dynamic shared memory (the launch's shared_bytes), aligned for any type the kernels keep
+// there (a char array alone promises one byte).
 template <typename T>
 __device__ __forceinline__ T* dynamic_shared() {
-  extern __shared__ unsigned char dynamic_shared_bytes[];
+  extern __shared__ __align__(16) unsigned char dynamic_shared_bytes[];
   return reinterpret_cast<T*>(dynamic_shared_bytes);
 }
 #endif
