@@ -9,7 +9,9 @@
 # (time-boxed: every shape compiles afresh). The whole check keeps to a budget (GPU_CHECK_BUDGET seconds,
 # 540 by default: the device tool stops a call at 600): each step gets its own limit or what is left of
 # the budget, whichever is less, a step with no time left is skipped, and the summary is always printed
-# (with the issues' performance targets, met or missed: benchmarks/targets.py).
+# (with the issues' performance targets, met or missed: benchmarks/targets.py). GPU_CHECK_SKIP, a comma-
+# separated list of steps (any but build: warm_triton, bench, tests, fuzz_cuda, fuzz_triton, sanitizer,
+# compile), leaves those out, e.g. to give the suite the whole budget in a second run.
 # Writes under $OUT seven files at most (the device tool brings back eight): checks.log (every step's
 # output but the suite's, each line led by "[step] ", and the summary), pytest.log (the suite),
 # bench.csv/md/png, kernels.csv (where each provider's GPU time goes, per kernel) and compile.csv (the
@@ -35,6 +37,7 @@ if ! $PY -c "import pytest, hypothesis, xdist" 2>/dev/null; then
   [ -d gpu_deps ] || echo "pytest/hypothesis/xdist not importable and gpu_deps/ is missing: run 'make gpu-deps', carry gpu_deps/"
 fi
 BUDGET="${GPU_CHECK_BUDGET:-540}"
+SKIP=",${GPU_CHECK_SKIP:-},"
 SUMMARY_SECONDS=15  # kept back for the summary
 START=$(date +%s)
 STATUS="$SCRATCH/status"  # "name|verdict|seconds" per step: steps run in subshells too
@@ -48,13 +51,14 @@ record() {  # record NAME VERDICT SECONDS
 
 # step [--boxed] NAME LIMIT COMMAND...: runs the command, its output appended to checks.log with each
 # line led by "[NAME] " (to $LOG as it is where LOG is set), under a time limit of LIMIT seconds or what
-# is left of the budget, whichever is less; skipped when under 15 s are left. --boxed: stopping at the
-# limit counts as done (a time box), not as a failure.
+# is left of the budget, whichever is less; skipped when GPU_CHECK_SKIP names it or under 15 s are left.
+# --boxed: stopping at the limit counts as done (a time box), not as a failure.
 step() {
   local boxed=0
   [ "$1" = --boxed ] && { boxed=1; shift; }
   local name=$1 limit=$2
   shift 2
+  case "$SKIP" in *",$name,"*) record "$name" "left out (GPU_CHECK_SKIP)" 0; return ;; esac
   local left=$((BUDGET - SUMMARY_SECONDS - ($(date +%s) - START)))
   if [ "$left" -lt 15 ]; then record "$name" "skipped (budget spent)" 0; return; fi
   [ "$limit" -gt "$left" ] && limit=$left
@@ -168,7 +172,7 @@ PYEOF
     verdict=${line#*|}
     verdict=${verdict%|*}
     printf '%-12s %-34s %s\n' "$name" "${verdict:-not run (build failed)}" "${line##*|}"
-    case "$verdict" in pass*) ;; *) failed=1 ;; esac
+    case "$verdict" in pass* | "left out"*) ;; *) failed=1 ;; esac
   done
   return $failed
 }
