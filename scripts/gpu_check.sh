@@ -147,8 +147,12 @@ summary() {
   local failed=0 backend name line verdict
   echo
   echo "device: $($PY -c 'import torch; print(torch.cuda.get_device_name())' 2>/dev/null || echo 'no GPU visible')  arch: $TORCH_CUDA_ARCH_LIST"
-  echo "tests: $(grep -E '[0-9]+ (passed|failed)' "$OUT/pytest.log" 2>/dev/null | tail -1)" \
-    "(tests failed as they ran: $(grep -cE '\] FAILED | FAILED +\[' "$OUT/pytest.log" 2>/dev/null))"
+  if [ -f "$OUT/pytest.log" ]; then
+    echo "tests: $(grep -E '[0-9]+ (passed|failed)' "$OUT/pytest.log" | tail -1)" \
+      "(tests failed as they ran: $(grep -cE '\] FAILED | FAILED +\[' "$OUT/pytest.log"))"
+  else
+    echo "tests: not run"
+  fi
   for backend in cuda triton; do  # each shard's last count, added up
     grep -h "^\[fuzz_$backend\] shard " "$CHECKS_LOG" 2>/dev/null |
       sed -n 's/^\[[a-z_]*\] shard \([0-9][0-9]*\): fuzz .* \([0-9][0-9]*\) cases passed.*/\1 \2/p' |
