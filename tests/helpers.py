@@ -154,3 +154,33 @@ def check_module(rng, backend, *, videos=2, channels=16, num_segments=4, kernel_
     for name, buf in fused.generate[1].named_buffers():
         assert_close(buf.cpu().double(), ref.generate[1].get_buffer(name), torch.float64 if dtype == torch.float64
                      else torch.float32)
+
+
+class _RecordedKernel:
+    """Stands in for a Triton kernel: each launch (kernel[grid](...)) appends (name, grid) to `launches`,
+    then runs the kernel where one is given."""
+
+    def __init__(self, name, launches, kernel=None):
+        self.name, self.launches, self.kernel = name, launches, kernel
+
+    def __getitem__(self, grid):
+        launch = self.kernel[grid] if self.kernel is not None else None
+
+        def run(*args, **kwargs):
+            self.launches.append((self.name, tuple(grid)))
+            return launch(*args, **kwargs) if launch is not None else None
+
+        return run
+
+
+def record_triton_launches(monkeypatch, launch=True):
+    """A list to which every launch of a Triton kernel of dsa_ops appends (kernel name, grid) from now on;
+    launch=False: the kernels do not run."""
+    from dsa_ops.triton import eval_forward, fused, generator, kernels
+
+    launches = []
+    for module in (kernels, generator, eval_forward, fused):
+        for name, value in list(vars(module).items()):
+            if name.endswith("_kernel") and hasattr(value, "__getitem__"):
+                monkeypatch.setattr(module, name, _RecordedKernel(name, launches, value if launch else None))
+    return launches

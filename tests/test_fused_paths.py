@@ -11,7 +11,8 @@ import pytest
 import torch
 
 import dsa_ops
-from helpers import KERNEL_BACKENDS, assert_close, backend_param, configured_pair, device_for, make_input, run_module
+from helpers import (KERNEL_BACKENDS, assert_close, backend_param, configured_pair, device_for, make_input,
+                     record_triton_launches, run_module)
 
 ENV = "DSA_OPS_FUSED_GENERATOR"
 FUSED_BACKENDS = [p for p in KERNEL_BACKENDS if p.values[0] in ("cuda", "triton")]
@@ -94,32 +95,9 @@ def test_fused_paths_launch_two_kernels(rng, monkeypatch, backend, mode, trainin
     assert (len(forward), len(backward)) == ((2, 2) if fused else (3, 3)), (forward, backward)
 
 
-class _Recorded:
-    """A Triton kernel whose launches (kernel[grid](...)) append its name to a list."""
-
-    def __init__(self, kernel, name, launches):
-        self.kernel, self.name, self.launches = kernel, name, launches
-
-    def __getitem__(self, grid):
-        launch = self.kernel[grid]
-
-        def run(*args, **kwargs):
-            self.launches.append(self.name)
-            return launch(*args, **kwargs)
-
-        return run
-
-
-def triton_launches(monkeypatch):
-    """A list to which every Triton kernel launch of dsa_ops appends the kernel's name from now on."""
-    from dsa_ops.triton import eval_forward, fused, generator, kernels
-
-    launches = []
-    for module in (kernels, generator, eval_forward, fused):
-        for name, value in list(vars(module).items()):
-            if name.endswith("_kernel") and hasattr(value, "__getitem__"):
-                monkeypatch.setattr(module, name, _Recorded(value, name, launches))
-    return launches
+def names(launches):
+    """The kernel names of record_triton_launches' (name, grid) records."""
+    return [name for name, _ in launches]
 
 
 @pytest.mark.parametrize("backend", [backend_param("triton")])
@@ -132,17 +110,17 @@ def test_triton_launches(rng, monkeypatch, backend, mode, training):
     monkeypatch.setenv(ENV, mode)
     module = configured_pair(rng, backend, 16, 4, 3, 0.5, False, training, torch.float32)[0].to(device_for(backend))
     x = make_input((8, 16, 3, 3), generator=rng, device=device_for(backend)).requires_grad_(True)
-    launches = triton_launches(monkeypatch)
+    launches = record_triton_launches(monkeypatch)
     y = module(x)
-    forward = list(launches)
+    forward = names(launches)
     launches.clear()
     torch.autograd.grad(y, x, torch.ones_like(y))
     if mode == "never":
         assert forward == ["_pool_kernel", "_generator_kernel", "_aggregate_kernel"]
-        assert launches == ["_grad_weight_kernel", "_generator_backward_kernel", "_aggregate_kernel"]
+        assert names(launches) == ["_grad_weight_kernel", "_generator_backward_kernel", "_aggregate_kernel"]
     else:
         assert forward == ["_pool_kernel", "_fused_forward_kernel"]
-        assert launches == ["_grad_weight_kernel", "_fused_backward_kernel"]
+        assert names(launches) == ["_grad_weight_kernel", "_fused_backward_kernel"]
 
 
 def inplace_call(backend, monkeypatch, module, x):
@@ -151,8 +129,8 @@ def inplace_call(backend, monkeypatch, module, x):
     with torch.no_grad():
         if backend == "cuda":
             return module(x.clone()), our_kernels(lambda: copy.deepcopy(module)(x.clone()))
-        launches = triton_launches(monkeypatch)
-        return module(x.clone()), list(launches)
+        launches = record_triton_launches(monkeypatch)
+        return module(x.clone()), names(launches)
 
 
 @pytest.mark.parametrize("backend", FUSED_BACKENDS)

@@ -9,33 +9,11 @@ import torch
 
 import dsa_ops
 from dsa_ops import reference
-from helpers import assert_close, backend_param, check_inplace, check_module, device_for, make_input
+from helpers import (assert_close, backend_param, check_inplace, check_module, device_for, make_input,
+                     record_triton_launches)
 
 TRITON = [backend_param("triton")]
 GRIDDED_OVER_S = {"_pool_backward_kernel", "_aggregate_kernel", "_aggregate_inplace_kernel"}
-
-
-class _Grids:
-    """Stands in for a Triton kernel: appends (name, grid) to `grids` at each launch, and launches the
-    kernel where one is given."""
-
-    def __init__(self, name, grids, kernel=None):
-        self.name, self.grids, self.kernel = name, grids, kernel
-
-    def __getitem__(self, grid):
-        self.grids.append((self.name, tuple(grid)))
-        return self.kernel[grid] if self.kernel is not None else lambda *args, **kwargs: None
-
-
-def record_grids(monkeypatch, launch):
-    """A list of (name, grid) per launch of a kernel of dsa_ops.triton.kernels from now on."""
-    from dsa_ops.triton import kernels
-
-    grids = []
-    for name, value in list(vars(kernels).items()):
-        if name.endswith("_kernel") and hasattr(value, "__getitem__"):
-            monkeypatch.setattr(kernels, name, _Grids(name, grids, value if launch else None))
-    return grids
 
 
 @pytest.mark.parametrize("backend", TRITON)
@@ -51,7 +29,7 @@ def test_grids_stay_within_cuda_limits_on_a_long_s_axis(monkeypatch, backend, la
     if layout == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
     weight = torch.empty(1, 4, 3, device="meta")
-    grids = record_grids(monkeypatch, launch=False)
+    grids = record_triton_launches(monkeypatch, launch=False)
     kernels.pool_partials(x, 2, 4)
     kernels.pool_backward(torch.empty(1, 4, 2, device="meta"), x, 2)
     kernels.aggregate(x, weight, 2, False)
@@ -76,7 +54,7 @@ def test_programs_take_runs_of_s_tiles_where_a_grid_would_pass_the_limit(rng, mo
     monkeypatch.setattr(launch_sizes, "MAX_GRID_YZ", 2)
     monkeypatch.setenv("DSA_OPS_FUSED_GENERATOR", "never")
     monkeypatch.setenv("DSA_OPS_EVAL_ONE_LAUNCH", "never")
-    grids = record_grids(monkeypatch, launch=True)
+    grids = record_triton_launches(monkeypatch)
     tail = (3, 13, 14)
     for training in (True, False):
         check_module(rng, backend, videos=2, channels=8, num_segments=4, split=0.5, tail=tail, layout=layout,
