@@ -4,10 +4,12 @@ peak memory a call allocates. On the CPU: torch.utils.benchmark, and how far a c
 memory."""
 import collections
 import contextlib
+import ctypes
 import io
 import logging
 import resource
 import statistics
+import sys
 import time
 
 import torch
@@ -125,8 +127,9 @@ def short_name(name):
 def peak_memory(step, device, setup=None):
     """Bytes one step() needs beyond what is allocated before it (after setup()): the CUDA caching
     allocator's peak, or on the CPU how far the step raises the process's resident set above where it
-    was (Linux: the high-water mark is reset before the step; elsewhere the growth of the process's peak,
-    0 once a larger step ran)."""
+    was (Linux: the high-water mark is reset before the step, and the C library's free heap memory given
+    back to the system first, so that memory an earlier call freed counts again when the step reuses it;
+    elsewhere the growth of the process's peak, 0 once a larger step ran)."""
     if setup is not None:
         setup()
     if device.type == "cuda":
@@ -136,6 +139,7 @@ def peak_memory(step, device, setup=None):
         step()
         torch.cuda.synchronize()
         return torch.cuda.max_memory_allocated() - before
+    _release_free_heap()
     if _reset_resident_peak():
         before = _proc_status_bytes("VmRSS:")
         step()
@@ -154,6 +158,17 @@ def _reset_resident_peak():
         return _proc_status_bytes("VmHWM:") is not None
     except OSError:
         return False
+
+
+def _release_free_heap():
+    """glibc's malloc_trim(0): the free pages of every malloc arena go back to the system. Without it a
+    block under glibc's mmap threshold (32 MiB at most), freed by one call and reused by the next, is
+    already resident and would read as 0 bytes. A no-op off Linux or where the C library (musl) has none."""
+    if not sys.platform.startswith("linux"):
+        return
+    trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def _proc_status_bytes(key):
