@@ -292,6 +292,27 @@ def test_cpu_peak_memory_is_measured_per_call(mib):
     assert timing.peak_memory(lambda: None, torch.device("cpu")) < 1 << 20
 
 
+@pytest.mark.skipif(not timing._reset_resident_peak(), reason="needs Linux's resettable VmHWM (/proc/self/clear_refs)")
+def test_cpu_peak_memory_of_each_mode_counts_the_outputs_of_the_call():
+    """The cpu provider's peak per mode, in units of x's bytes (1.5 MiB): its output (fwd, inference), the
+    input gradient (bwd, the forward being the setup), both (full: neither may be held into the next
+    call, whose peak would then reuse their memory and miss them), nothing x-sized in place."""
+    case = Case("peak", 2, 4, 32, (3, 14, 14), 0.125)
+    xs, grads = [torch.randn(case.shape())], [torch.randn(case.shape())]
+    x_bytes = xs[0].numel() * xs[0].element_size()
+    wanted = {"fwd": 1, "bwd": 1, "full": 2, "inference": 1, "inplace": 0}
+    for mode, outputs in wanted.items():
+        module = providers.build_module("cpu", case, providers.random_state(case), torch.device("cpu"),
+                                        torch.float32)
+        setup, step = providers.make_step(module, mode, xs, grads)
+        for _ in range(2):
+            if setup is not None:
+                setup()
+            step()
+        peak = timing.peak_memory(step, torch.device("cpu"), setup) / x_bytes
+        assert outputs - 0.05 < peak < outputs + 0.2, (mode, peak)
+
+
 def test_compare_settings_alternates_the_values_and_restores_the_setting(capsys, monkeypatch):
     from benchmarks import compare_settings
 
