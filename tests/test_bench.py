@@ -293,10 +293,12 @@ def test_cpu_peak_memory_is_measured_per_call(mib):
 
 
 @pytest.mark.skipif(not timing._reset_resident_peak(), reason="needs Linux's resettable VmHWM (/proc/self/clear_refs)")
-def test_cpu_peak_memory_of_each_mode_counts_the_outputs_of_the_call():
+def test_peak_memory_of_each_mode_counts_the_outputs_of_the_call():
     """The cpu provider's peak per mode, in units of x's bytes (1.5 MiB): its output (fwd, inference), the
     input gradient (bwd, the forward being the setup), both (full: neither may be held into the next
-    call, whose peak would then reuse their memory and miss them), nothing x-sized in place."""
+    call, whose peak would then reuse their memory and miss them), nothing x-sized in place. (Not named
+    for the cpu backend: `make test`'s emulation pass, -k cpu, would run it on the emulated CUDA kernels,
+    whose fiber stacks the emulation maps on first use.)"""
     case = Case("peak", 2, 4, 32, (3, 14, 14), 0.125)
     xs, grads = [torch.randn(case.shape())], [torch.randn(case.shape())]
     x_bytes = xs[0].numel() * xs[0].element_size()
