@@ -156,6 +156,39 @@ def check_module(rng, backend, *, videos=2, channels=16, num_segments=4, kernel_
                      else torch.float32)
 
 
+def check_aggregate(rng, backend, layout, dtype, identity):
+    """dsa_aggregate on `backend` against the float64 reference, forward and backward (x and weight)."""
+    device = DEVICE_OF[backend]
+    x = make_input((12, 10, 2, 3, 4), dtype, layout, rng, requires_grad=True, device=device)
+    weight = torch.rand(3, 6, 5, generator=rng, dtype=torch.float64).to(device, dtype).requires_grad_(True)
+    grad = make_input(x.shape, dtype, layout, rng, device=device)
+    y = dsa_ops.dsa_aggregate(x, weight, 4, identity, backend=backend)
+    y.backward(grad)
+    x64 = x.detach().cpu().double().requires_grad_(True)
+    w64 = weight.detach().cpu().double().requires_grad_(True)
+    y_ref = dsa_ops.reference.aggregate(x64, w64, 4, identity)
+    y_ref.backward(grad.cpu().double())
+    assert y.dtype == dtype
+    assert_close(y, y_ref, dtype)
+    assert_close(x.grad, x64.grad, dtype)
+    assert_close(weight.grad, w64.grad, dtype, scale=5)
+
+
+def check_segment_pool(rng, backend, layout, dtype, channels):
+    """segment_pool on `backend` against the float64 reference, forward and backward."""
+    x = make_input((9, 10, 7, 7), dtype, layout, rng, requires_grad=True, device=DEVICE_OF[backend])
+    pooled = dsa_ops.segment_pool(x, 3, channels, backend=backend)
+    assert pooled.shape == (3, channels, 3)
+    assert pooled.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
+    x64 = x.detach().cpu().double().requires_grad_(True)
+    expected = dsa_ops.reference.segment_pool(x64, 3, channels)
+    grad = torch.randn(pooled.shape, generator=rng, dtype=torch.float64)
+    pooled.backward(grad.to(pooled.device, pooled.dtype))
+    expected.backward(grad)
+    assert_close(pooled, expected, torch.float64 if dtype == torch.float64 else torch.float32)
+    assert_close(x.grad, x64.grad, dtype)
+
+
 class _RecordedKernel:
     """Stands in for a Triton kernel: each launch (kernel[grid](...)) appends (name, grid) to `launches`,
     then runs the kernel where one is given."""

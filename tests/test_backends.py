@@ -6,7 +6,8 @@ import torch
 
 import dsa_ops
 from dsa_ops import reference
-from helpers import DEVICE_OF, LAYOUTS, assert_close, check_module, make_input, module_pair
+from helpers import (DEVICE_OF, LAYOUTS, assert_close, check_aggregate, check_module, check_segment_pool, make_input,
+                     module_pair)
 
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -70,37 +71,14 @@ def test_running_stats_over_steps_and_cumulative_momentum(rng, backend):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("identity", [False, True])
 def test_dsa_aggregate(rng, backend, layout, dtype, identity):
-    device = DEVICE_OF[backend]
-    x = make_input((12, 10, 2, 3, 4), dtype, layout, rng, requires_grad=True, device=device)
-    weight = torch.rand(3, 6, 5, generator=rng, dtype=torch.float64).to(device, dtype).requires_grad_(True)
-    grad = make_input(x.shape, dtype, layout, rng, device=device)
-    y = dsa_ops.dsa_aggregate(x, weight, 4, identity, backend=backend)
-    y.backward(grad)
-    x64 = x.detach().cpu().double().requires_grad_(True)
-    w64 = weight.detach().cpu().double().requires_grad_(True)
-    y_ref = reference.aggregate(x64, w64, 4, identity)
-    y_ref.backward(grad.cpu().double())
-    assert y.dtype == dtype
-    assert_close(y, y_ref, dtype)
-    assert_close(x.grad, x64.grad, dtype)
-    assert_close(weight.grad, w64.grad, dtype, scale=5)
+    check_aggregate(rng, backend, layout, dtype, identity)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("channels", [1, 7, 10])
 def test_segment_pool(rng, backend, layout, dtype, channels):
-    x = make_input((9, 10, 7, 7), dtype, layout, rng, requires_grad=True, device=DEVICE_OF[backend])
-    pooled = dsa_ops.segment_pool(x, 3, channels, backend=backend)
-    assert pooled.shape == (3, channels, 3)
-    assert pooled.dtype == (torch.float64 if dtype == torch.float64 else torch.float32)
-    x64 = x.detach().cpu().double().requires_grad_(True)
-    expected = reference.segment_pool(x64, 3, channels)
-    grad = torch.randn(pooled.shape, generator=rng, dtype=torch.float64)
-    pooled.backward(grad.to(pooled.device, pooled.dtype))
-    expected.backward(grad)
-    assert_close(pooled, expected, torch.float64 if dtype == torch.float64 else torch.float32)
-    assert_close(x.grad, x64.grad, dtype)
+    check_segment_pool(rng, backend, layout, dtype, channels)
 
 
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
