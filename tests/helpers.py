@@ -45,8 +45,8 @@ TOLERANCES = {
 
 def make_input(shape, dtype=torch.float32, layout="contiguous", generator=None, requires_grad=False, device="cpu"):
     """A random tensor of `shape` on `device` laid out as named: contiguous, channels_last(_3d), a
-    channel slice of a wider tensor, a spatially sliced view (not flattenable: the ops copy it) or every
-    other row."""
+    channel slice of a wider tensor, a spatially sliced view (not flattenable: the ops copy it), every
+    other row, or (for output gradients) broadcast along the spatial axes or from one value."""
     def randn(*s):
         return torch.randn(*s, generator=generator, dtype=torch.float64).to(device=device, dtype=dtype)
 
@@ -62,6 +62,10 @@ def make_input(shape, dtype=torch.float32, layout="contiguous", generator=None, 
         x = randn(rows, channels, *spatial[:-1], spatial[-1] + 2)[..., 1:1 + spatial[-1]]
     elif layout == "row_stride":
         x = randn(2 * rows, channels, *spatial)[::2]
+    elif layout == "spatially_broadcast":  # as y.mean over the spatial axes hands its gradient back
+        x = randn(rows, channels, *[1] * len(spatial)).expand(shape)
+    elif layout == "broadcast_scalar":  # as y.sum() hands its gradient back: every stride 0
+        x = randn(1).expand(shape)
     else:
         raise ValueError(layout)
     assert x.shape == torch.Size(shape)

@@ -39,6 +39,15 @@ def test_dtypes(rng, backend, dtype, training, layout):
     check_module(rng, backend, dtype=dtype, training=training, layout=layout, channels=32)
 
 
+@pytest.mark.parametrize("grad_layout", ["spatially_broadcast", "broadcast_scalar"])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_broadcast_output_gradient(rng, backend, layout, grad_layout, training):
+    """y.sum().backward() hands the backward an output gradient whose strides are all 0, a mean over the
+    spatial axes one broadcast along them."""
+    check_module(rng, backend, layout=layout, grad_layout=grad_layout, training=training, channels=24)
+
+
 @pytest.mark.parametrize("layout,grad_layout", [("contiguous", "channels_last"), ("channels_last", "contiguous")])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 def test_gradient_in_another_layout(rng, backend, layout, grad_layout, dtype):
